@@ -1,0 +1,63 @@
+"""Every setting and limit as a named key. Each can be overridden by an `AVATAR_<KEY>` environment variable
+(or by the dict given to `create_app`); values are converted to the default's type."""
+from __future__ import annotations
+
+import os
+import secrets
+
+
+class Config:
+    SECRET_KEY = ""                    # signs join tokens; random per process when empty
+    BIND = "127.0.0.1:8000"            # where `python run.py` and gunicorn listen
+    GUNICORN_THREADS = 600             # each open data channel holds a thread of the gthread worker
+    # Rooms
+    MAX_PARTICIPANTS = 16              # the server's cap for any room
+    DEFAULT_MAX_PARTICIPANTS = 16      # a room's size when `create` gives none
+    QUALITY_TIERS = "4:30:8,9:20:7,16:10:6"   # up to N participants : fps : pose bits
+    TIER_HYSTERESIS = 1                # a tier steps down only this many below the lower tier's limit
+    RATE_BURST = 3.0                   # pose frames a sender may send in a burst above the tier's rate
+    EMPTY_ROOM_TTL = 300.0             # seconds an empty room stays open
+    # Data channels
+    JOIN_TOKEN_TTL = 60                # seconds a join token is valid for opening the data channel
+    JOIN_TIMEOUT = 10.0                # seconds a new socket has to send JOIN
+    OUTBOX_LIMIT = 256                 # ordered messages queued for a receiver before it is closed as too slow
+    MAX_MESSAGE_BYTES = 4096           # larger messages close the socket with 1009
+    MAX_BAD_MESSAGES = 20              # invalid messages in a row before the socket is closed with 4000
+    WS_PING_INTERVAL = 25.0            # seconds between server pings; a missed pong closes the socket
+    MAX_JSON_BYTES = 16384             # largest HTTP request body
+    # Jitsi Meet beside the avatar grid; empty domain = not configured
+    JITSI_DOMAIN = ""
+    JITSI_SCRIPT_URL = ""              # default: https://<domain>/external_api.js
+    JITSI_ROOM_PREFIX = "AvatarMeet"
+
+
+class TestConfig(Config):
+    SECRET_KEY = "test-secret"
+    TESTING = True
+    JOIN_TIMEOUT = 2.0
+
+
+def load(overrides: dict | None = None, base: type = Config, environ: dict | None = None) -> dict:
+    """The settings: class defaults, then AVATAR_* environment variables, then `overrides`."""
+    environ = os.environ if environ is None else environ
+    settings = {k: getattr(base, k) for k in dir(base) if k.isupper()}
+    for key, default in list(settings.items()):
+        raw = environ.get(f"AVATAR_{key}")
+        if raw is not None:
+            settings[key] = _convert(key, raw, default)
+    for key, value in (overrides or {}).items():
+        settings[key] = _convert(key, value, settings[key]) if key in settings and isinstance(value, str) else value
+    if not settings["SECRET_KEY"]:
+        settings["SECRET_KEY"] = secrets.token_hex(32)
+    return settings
+
+
+def _convert(key: str, raw: str, default):
+    try:
+        if isinstance(default, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(default, (int, float)):
+            return type(default)(raw)
+    except ValueError:
+        raise ValueError(f"AVATAR_{key}={raw!r} is not a {type(default).__name__}") from None
+    return raw

@@ -1,0 +1,118 @@
+"""The HTTP API under /api/meeting: JSON in, JSON out, a JSON error for every bad request."""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, current_app, jsonify, request
+
+from meeting.errors import InvalidRequest, MeetingError, NotInRoom
+from meeting.room import JitsiRoom
+
+bp = Blueprint("api", __name__, url_prefix="/api/meeting")
+STATUS = {"room_exists": 409, "room_not_found": 404, "room_full": 409, "user_already_in_room": 409,
+          "not_in_room": 404, "bad_request": 400, "bad_token": 403}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class BadToken(MeetingError):
+    code = "bad_token"
+
+
+def _services():
+    return current_app.extensions["avatar"]
+
+
+def _body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _field(body: dict, name: str, kind: type, required: bool = True):
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"{name} is required")
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be {'an integer' if kind is int else 'a string'}")
+    return value
+
+
+def _display_name(body: dict, default: str) -> str:
+    name = _field(body, "display_name", str, required=False)
+    if name is None:
+        return default
+    name = name.strip()
+    if not 1 <= len(name) <= 64 or _CONTROL.search(name):
+        raise InvalidRequest("display_name must be 1-64 printable characters")
+    return name
+
+
+@bp.errorhandler(MeetingError)
+def meeting_error(exc: MeetingError):
+    return jsonify(success=False, error=exc.code, message=exc.message), STATUS.get(exc.code, 400)
+
+
+@bp.post("/create")
+def create():
+    body = _body()
+    room = _services().manager.create_room(_field(body, "user_id", str), _field(body, "room_id", str, False),
+                                           _field(body, "max_participants", int, False))
+    return jsonify(success=True, room_id=room.room_id, max_participants=room.max_participants,
+                   created_by=room.created_by, page_url=f"/meeting/{room.room_id}"), 201
+
+
+@bp.post("/join")
+def join():
+    body = _body()
+    svc = _services()
+    room_id, user_id = _field(body, "room_id", str), _field(body, "user_id", str)
+    name = _display_name(body, user_id)
+    room, member = svc.manager.join(room_id, user_id, name)
+    return jsonify(success=True, room_id=room.room_id, user_id=member.user_id, display_name=member.display_name,
+                   slot=member.slot, token=svc.tokens.issue(room.room_id, member.user_id, member.nonce),
+                   ws_url=f"/ws/meeting/{room.room_id}", expires_in=svc.tokens.ttl, tier=_tier(room),
+                   jitsi=svc.jitsi(room.room_id))
+
+
+@bp.post("/leave")
+def leave():
+    body = _body()
+    svc = _services()
+    room_id, user_id, token = _field(body, "room_id", str), _field(body, "user_id", str), _field(body, "token", str)
+    room = svc.manager.get_room(room_id)
+    member = room.get(user_id)
+    claim = svc.tokens.verify(token, max_age=None)
+    if member is None:
+        raise NotInRoom(f"user {user_id!r} is not in room {room_id!r}")
+    if claim is None or (claim.room_id, claim.user_id, claim.nonce) != (room_id, user_id, member.nonce):
+        raise BadToken("the token is not this participant's join token")
+    channel = member.channel
+    svc.manager.leave(room_id, user_id)
+    if channel is not None:
+        channel.close(4014, "left through the API")
+    return jsonify(success=True, room_id=room_id, user_id=user_id)
+
+
+@bp.get("/<room_id>")
+def room_info(room_id: str):
+    room = _services().manager.get_room(room_id)
+    return jsonify(success=True, room_id=room.room_id, created_by=room.created_by, created_at=room.created_at,
+                   max_participants=room.max_participants, count=room.size, connected=room.connected_count,
+                   tier=_tier(room), participants=[
+                       {"user_id": m.user_id, "display_name": m.display_name, "slot": m.slot,
+                        "connected": m.connected, "is_host": m.is_host} for m in room.participants()])
+
+
+@bp.get("")
+def rooms():
+    return jsonify(success=True, rooms=[
+        {"room_id": r.room_id, "count": r.size, "connected": r.connected_count,
+         "max_participants": r.max_participants, "tier": _tier(r)} for r in _services().manager.rooms()])
+
+
+def _tier(room: JitsiRoom) -> dict:
+    t = room.tier
+    return {"index": t.index, "fps": t.fps, "bits": t.bits}

@@ -1,0 +1,1 @@
+"""Rooms, participants and the quality policy. Transport-agnostic: no Flask, no aiortc."""

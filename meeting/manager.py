@@ -1,0 +1,97 @@
+"""The meeting manager: creates, finds and closes rooms, and joins and removes participants."""
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from meeting.errors import InvalidRequest, RoomExists, RoomNotFound
+from meeting.participant import Participant
+from meeting.quality import QualityPolicy
+from meeting.room import JitsiRoom
+
+log = logging.getLogger(__name__)
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class MeetingSettings:
+    server_max_participants: int = 16
+    default_max_participants: int = 16
+    tiers: str = "4:30:8,9:20:7,16:10:6"
+    tier_hysteresis: int = 1
+    reservation_ttl: float = 60.0        # seconds a join may wait for its data channel
+    empty_room_ttl: float = 300.0        # seconds an empty room lives on before it closes
+    outbox_limit: int = 256
+    rate_burst: float = 3.0
+
+
+class MeetingManager:
+    def __init__(self, settings: MeetingSettings | None = None, clock=time.monotonic):
+        self.settings = settings or MeetingSettings()
+        self.policy = QualityPolicy.parse(self.settings.tiers, self.settings.tier_hysteresis)
+        self.clock = clock
+        self._rooms: dict[str, JitsiRoom] = {}
+        self._lock = threading.Lock()
+
+    def create_room(self, created_by: str, room_id: str | None = None,
+                    max_participants: int | None = None) -> JitsiRoom:
+        check_id("user_id", created_by)
+        if room_id is None:
+            room_id = secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
+        check_id("room_id", room_id)
+        cap = self.settings.server_max_participants
+        size = self.settings.default_max_participants if max_participants is None else max_participants
+        if not 2 <= size <= cap:
+            raise InvalidRequest(f"max_participants must be between 2 and {cap}")
+        s = self.settings
+        with self._lock:
+            self._sweep_locked()
+            if room_id in self._rooms:
+                raise RoomExists(f"room {room_id!r} already exists")
+            room = JitsiRoom(room_id, size, self.policy, created_by, s.outbox_limit, s.rate_burst, self.clock)
+            self._rooms[room_id] = room
+        log.info("room %s created by %s (max %d)", room_id, created_by, size)
+        return room
+
+    def get_room(self, room_id: str) -> JitsiRoom:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise RoomNotFound(f"room {room_id!r} does not exist")
+        return room
+
+    def join(self, room_id: str, user_id: str, display_name: str | None = None) -> tuple[JitsiRoom, Participant]:
+        check_id("user_id", user_id)
+        room = self.get_room(room_id)
+        room.expire_reservations(self.settings.reservation_ttl)
+        return room, room.reserve(user_id, display_name or user_id)
+
+    def leave(self, room_id: str, user_id: str) -> Participant:
+        room = self.get_room(room_id)
+        return room.remove(user_id)
+
+    def rooms(self) -> list[JitsiRoom]:
+        with self._lock:
+            self._sweep_locked()
+            return list(self._rooms.values())
+
+    def sweep(self) -> None:
+        with self._lock:
+            self._sweep_locked()
+
+    def _sweep_locked(self) -> None:
+        now = self.clock()
+        for room in list(self._rooms.values()):
+            room.expire_reservations(self.settings.reservation_ttl)
+            if room.emptied_at is not None and now - room.emptied_at > self.settings.empty_room_ttl:
+                del self._rooms[room.room_id]
+                log.info("room %s closed: empty for %.0f s", room.room_id, now - room.emptied_at)
+
+
+def check_id(name: str, value: object) -> str:
+    if not isinstance(value, str) or not ID_PATTERN.match(value):
+        raise InvalidRequest(f"{name} must be 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value

@@ -1,0 +1,174 @@
+"""A meeting room: its participants, their slots, the current quality tier, and fan-out."""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+
+from connect import posedata
+from connect import protocol as p
+from meeting.errors import NotInRoom, RoomFull, UserAlreadyInRoom
+from meeting.participant import DataChannel, Participant, RateLimiter
+from meeting.quality import QualityPolicy, QualityTier
+
+log = logging.getLogger(__name__)
+
+
+class JitsiRoom:
+    """A room of up to `max_participants`. A participant is reserved by the HTTP join and connected when
+    its data channel attaches; only connected participants count for the tier and receive frames."""
+
+    def __init__(self, room_id: str, max_participants: int, policy: QualityPolicy, created_by: str,
+                 outbox_limit: int = 256, rate_burst: float = 3.0, clock=time.monotonic):
+        self.room_id, self.max_participants, self.created_by = room_id, max_participants, created_by
+        self.policy, self.clock = policy, clock
+        self.outbox_limit, self.rate_burst = outbox_limit, rate_burst
+        self.created_at = time.time()
+        self.emptied_at: float | None = clock()
+        self.tier: QualityTier = policy.tier_for(0)
+        self._lock = threading.RLock()
+        self._members: dict[str, Participant] = {}
+        self._connected: tuple[Participant, ...] = ()     # copy-on-write: the fan-out reads it without a lock
+
+    # --- membership ---------------------------------------------------------------------------
+
+    def reserve(self, user_id: str, display_name: str, is_host: bool = False) -> Participant:
+        with self._lock:
+            if user_id in self._members:
+                raise UserAlreadyInRoom(f"user {user_id!r} is already in room {self.room_id!r}")
+            if len(self._members) >= self.max_participants:
+                raise RoomFull(f"room {self.room_id!r} is full ({self.max_participants} participants)")
+            used = {m.slot for m in self._members.values()}
+            slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)
+            member = Participant(user_id, display_name, slot, secrets.token_urlsafe(8), self.clock(), is_host)
+            member.outbox.max_ordered = self.outbox_limit
+            self._members[user_id] = member
+            self.emptied_at = None
+            return member
+
+    def attach(self, user_id: str, nonce: str, channel: DataChannel) -> Participant:
+        """Connect a reserved participant's data channel; greet it and tell the others."""
+        with self._lock:
+            member = self._members.get(user_id)
+            if member is None or member.nonce != nonce:
+                raise NotInRoom(f"no reservation for {user_id!r} in room {self.room_id!r}")
+            if member.connected:
+                raise UserAlreadyInRoom(f"user {user_id!r} already has a channel open")
+            channel.bind(member.outbox)
+            member.channel = channel
+            member.limiter = RateLimiter(self.tier.fps, self.rate_burst, self.clock)
+            others = self._connected
+            self._connected = others + (member,)
+            member.send(p.encode(p.Welcome(member.slot, self.room_id)))
+            joined = p.encode(p.PresenceMsg(p.Presence.JOINED, (self._member_info(member),)))
+            for other in others:
+                other.send(joined)
+            self._retier(force_to=member)
+            member.send(p.encode(p.PresenceMsg(p.Presence.SNAPSHOT, self.members())))
+            for other in others:                  # late joiners draw everyone's face at once
+                if other.last_key is not None:
+                    member.send_pose(other.slot, other.last_key, True)
+                if other.last_delta is not None:
+                    member.send_pose(other.slot, other.last_delta, False)
+        log.info("room %s: %s connected (slot %d, %d connected)", self.room_id, user_id, member.slot,
+                 len(self._connected))
+        return member
+
+    def remove(self, user_id: str) -> Participant:
+        with self._lock:
+            member = self._members.pop(user_id, None)
+            if member is None:
+                raise NotInRoom(f"user {user_id!r} is not in room {self.room_id!r}")
+            if member in self._connected:
+                self._connected = tuple(m for m in self._connected if m is not member)
+                left = p.encode(p.PresenceMsg(p.Presence.LEFT, (self._member_info(member),)))
+                for other in self._connected:
+                    other.send(left)
+                self._retier()
+            member.channel = None
+            if not self._members:
+                self.emptied_at = self.clock()
+        log.info("room %s: %s left (%d connected)", self.room_id, user_id, len(self._connected))
+        return member
+
+    def get(self, user_id: str) -> Participant | None:
+        return self._members.get(user_id)
+
+    def expire_reservations(self, ttl: float) -> list[str]:
+        """Drop reservations whose data channel never attached within `ttl` seconds."""
+        now = self.clock()
+        with self._lock:
+            stale = [m.user_id for m in self._members.values() if not m.connected and now - m.reserved_at > ttl]
+        for user_id in stale:
+            try:
+                self.remove(user_id)
+            except NotInRoom:
+                pass
+        return stale
+
+    @property
+    def size(self) -> int:
+        return len(self._members)
+
+    @property
+    def connected_count(self) -> int:
+        return len(self._connected)
+
+    def members(self) -> tuple[p.Member, ...]:
+        return tuple(self._member_info(m) for m in self._connected)
+
+    def participants(self) -> list[Participant]:
+        with self._lock:
+            return list(self._members.values())
+
+    @staticmethod
+    def _member_info(m: Participant) -> p.Member:
+        return p.Member(m.slot, m.user_id, m.display_name, m.is_host)
+
+    def _retier(self, force_to: Participant | None = None) -> None:
+        tier = self.policy.tier_for(len(self._connected), self.tier)
+        changed = tier != self.tier
+        self.tier = tier
+        message = p.encode(p.Tier(tier.index, tier.fps, tier.bits, len(self._connected)))
+        for member in self._connected:
+            if changed:
+                if member.limiter is not None:
+                    member.limiter.set_rate(tier.fps)
+                member.send(message)
+            elif member is force_to:
+                member.send(message)
+        if changed:
+            log.info("room %s: tier %d (%d fps, %d bits) for %d connected", self.room_id, tier.index, tier.fps,
+                     tier.bits, len(self._connected))
+
+    # --- fan-out ------------------------------------------------------------------------------
+
+    def relay_pose(self, sender: Participant, payload: bytes) -> bool:
+        """Send a validated pose payload to every other connected participant. Frames above the tier's
+        rate are dropped (False), not queued. Runs on the sender's thread and never touches a socket."""
+        sender.frames_in += 1
+        if sender.limiter is not None and not sender.limiter.allow():
+            sender.frames_dropped += 1
+            return False
+        key = bool(payload[0] & posedata.KEY_FLAG)
+        frame = p.relay_pose(payload, sender.slot)
+        if key:
+            sender.last_key, sender.last_delta = frame, None
+        else:
+            sender.last_delta = frame
+        for member in self._connected:
+            if member is not sender:
+                member.send_pose(sender.slot, frame, key)
+        return True
+
+    def broadcast(self, sender: Participant | None, message: bytes) -> None:
+        """An ordered message (chat, viseme …) to everyone connected but the sender."""
+        for member in self._connected:
+            if member is not sender:
+                member.send(message)
+
+    def post_chat(self, sender: Participant, text: str) -> p.Chat:
+        chat = p.Chat(text, sender.slot, int(time.time() * 1000))
+        self.broadcast(sender, p.encode(chat))
+        return chat

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine for the project: Debian packages, the virtual environment (.venv) with the
+# pip packages, and the browser assets from npm. Safe to run again: it skips what is already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(ffmpeg espeak-ng libespeak-ng1 chromium chromium-driver zip)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+stamp=".venv/.installed-$(cat requirements.txt requirements-nodeps.txt | sha1sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing pip packages into .venv"
+  find_links=()
+  [ -d /opt/wheels ] && find_links=(--find-links /opt/wheels)   # the local CPU build of torch
+  .venv/bin/pip install -q "${find_links[@]}" -r requirements.txt
+  .venv/bin/pip install -q --no-deps -r requirements-nodeps.txt
+  touch "$stamp"
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.setup-lock; then
+  echo "setup: installing browser packages from npm"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json node_modules/.setup-lock
+fi
+.venv/bin/python scripts/build_assets.py

@@ -1,0 +1,166 @@
+// UI text in English and Chinese, chosen from the browser's language.
+const STRINGS = {
+  en: {
+    title: "Avatar Meeting",
+    tagline: "Meet as animated avatars: your face drives a cartoon, not a video.",
+    display_name: "Your name",
+    name_placeholder: "e.g. Alice",
+    room_id: "Room ID",
+    room_placeholder: "leave empty to get a new one",
+    create_room: "Create room",
+    join_room: "Join room",
+    need_name: "Please enter your name.",
+    need_room: "Please enter the room ID to join.",
+    bad_room_id: "A room ID is 1–64 letters, digits, '.', '_' or '-', starting with a letter or digit.",
+    creating: "Creating the room…",
+    checking: "Looking for the room…",
+    joining: "Joining…",
+    connected: "Connected",
+    room: "Room",
+    copy_link: "Copy link",
+    link_copied: "Link copied",
+    leave: "Leave",
+    rejoin: "Rejoin",
+    participants: "Participants",
+    chat: "Chat",
+    chat_placeholder: "Type a message",
+    send: "Send",
+    you: "you",
+    host: "AI host",
+    tier: "Tier",
+    fps: "fps",
+    bits: "bits",
+    received: "Received",
+    capture_camera: "Camera: face tracking",
+    capture_idle: "No camera: idle avatar",
+    capture_mic: "No camera: idle avatar, mouth follows the microphone",
+    capture_manual: "Pose set by script",
+    capture_loading: "Starting camera…",
+    no_face: "Camera on, no face found",
+    video_call: "Video call",
+    video_not_configured: "Video call not configured: the avatars work on their own.",
+    video_loading: "Loading the video call…",
+    video_failed: "The video call could not be loaded.",
+    err_room_not_found: "Room not found.",
+    err_room_full: "The room is full.",
+    err_user_already_in_room: "You are already in this room (another tab?).",
+    err_room_exists: "That room ID is taken.",
+    err_bad_request: "The request was refused: {message}",
+    err_network: "The server cannot be reached.",
+    err_unknown: "Something went wrong: {message}",
+    closed: "Disconnected ({code}: {reason}).",
+    reconnecting: "Reconnecting…",
+    left_meeting: "You left the meeting.",
+    joined_chat: "{name} joined",
+    left_chat: "{name} left",
+    close_1000: "closed normally",
+    close_1001: "the server is shutting down",
+    close_1003: "text frames are not allowed",
+    close_1006: "connection lost",
+    close_1009: "message too big",
+    close_4000: "too many invalid messages",
+    close_4001: "the first message was not JOIN",
+    close_4002: "unsupported protocol version",
+    close_4003: "invalid or expired join token",
+    close_4004: "the room does not exist any more",
+    close_4008: "join timed out",
+    close_4009: "you joined from somewhere else",
+    close_4013: "the connection fell too far behind",
+    close_4014: "you left the meeting",
+  },
+  zh: {
+    title: "虚拟形象会议",
+    tagline: "以动画形象开会：传送的是你的表情，而不是视频。",
+    display_name: "你的名字",
+    name_placeholder: "例如：小明",
+    room_id: "房间号",
+    room_placeholder: "留空将创建新房间号",
+    create_room: "创建房间",
+    join_room: "加入房间",
+    need_name: "请输入你的名字。",
+    need_room: "请输入要加入的房间号。",
+    bad_room_id: "房间号为 1–64 个字母、数字、“.”、“_” 或 “-”，须以字母或数字开头。",
+    creating: "正在创建房间…",
+    checking: "正在查找房间…",
+    joining: "正在加入…",
+    connected: "已连接",
+    room: "房间",
+    copy_link: "复制链接",
+    link_copied: "链接已复制",
+    leave: "离开",
+    rejoin: "重新加入",
+    participants: "参会者",
+    chat: "聊天",
+    chat_placeholder: "输入消息",
+    send: "发送",
+    you: "你",
+    host: "AI 主持人",
+    tier: "档位",
+    fps: "帧/秒",
+    bits: "位",
+    received: "接收",
+    capture_camera: "摄像头：面部跟踪中",
+    capture_idle: "无摄像头：形象待机中",
+    capture_mic: "无摄像头：形象待机，嘴型跟随麦克风",
+    capture_manual: "姿态由脚本设置",
+    capture_loading: "正在启动摄像头…",
+    no_face: "摄像头已开启，未检测到人脸",
+    video_call: "视频通话",
+    video_not_configured: "未配置视频通话：虚拟形象可单独使用。",
+    video_loading: "正在加载视频通话…",
+    video_failed: "视频通话加载失败。",
+    err_room_not_found: "房间不存在。",
+    err_room_full: "房间已满。",
+    err_user_already_in_room: "你已在此房间中（其他标签页？）。",
+    err_room_exists: "该房间号已被占用。",
+    err_bad_request: "请求被拒绝：{message}",
+    err_network: "无法连接服务器。",
+    err_unknown: "出错了：{message}",
+    closed: "连接已断开（{code}：{reason}）。",
+    reconnecting: "正在重新连接…",
+    left_meeting: "你已离开会议。",
+    joined_chat: "{name} 加入了",
+    left_chat: "{name} 离开了",
+    close_1000: "正常关闭",
+    close_1001: "服务器正在关闭",
+    close_1003: "不允许文本帧",
+    close_1006: "连接中断",
+    close_1009: "消息过大",
+    close_4000: "无效消息过多",
+    close_4001: "第一条消息不是 JOIN",
+    close_4002: "协议版本不受支持",
+    close_4003: "加入令牌无效或已过期",
+    close_4004: "房间已不存在",
+    close_4008: "加入超时",
+    close_4009: "你已在别处加入",
+    close_4013: "连接严重滞后",
+    close_4014: "你已离开会议",
+  },
+};
+
+export const lang = (navigator.languages?.[0] || navigator.language || "en").toLowerCase().startsWith("zh") ? "zh" : "en";
+
+/** The text for `key` in the page's language, with {name} placeholders filled from `params`. */
+export function t(key, params = {}) {
+  const text = STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in params ? String(params[name]) : `{${name}}`));
+}
+
+/** Fills elements marked data-i18n (text), data-i18n-placeholder and data-i18n-title. */
+export function applyI18n(root = document) {
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+  for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+}
+
+/** The message for an API error code, e.g. room_not_found. */
+export function errorText(code, message = "") {
+  const key = `err_${code}`;
+  return key in STRINGS.en ? t(key, { message }) : t("err_unknown", { message: message || code });
+}
+
+export function closeReason(code) {
+  const key = `close_${code}`;
+  return key in STRINGS.en ? t(key) : t("close_1006");
+}

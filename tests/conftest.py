@@ -1,0 +1,101 @@
+"""Fixtures: the app and its test client, and live servers under gunicorn on free ports."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from run import create_app
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def app():
+    return create_app({"TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """A real server process: gunicorn with the project's gunicorn.conf.py, as in production."""
+
+    def __init__(self, overrides: dict):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        env = dict(os.environ, AVATAR_BIND=f"127.0.0.1:{self.port}", AVATAR_SECRET_KEY="live-test-secret",
+                   AVATAR_GUNICORN_THREADS="200", AVATAR_LOG_LEVEL="warning")
+        env.update({f"AVATAR_{k}": str(v) for k, v in overrides.items()})
+        self.log = open(ROOT / f".pytest-server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:create_app()"],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(ROOT / self.log.name).read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start within 30 s")
+
+    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        pathlib.Path(self.log.name).unlink(missing_ok=True)
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@pytest.fixture(scope="session")
+def live_server_factory():
+    """live_server_factory(overrides) -> a LiveServer; one process per distinct set of overrides."""
+    servers: dict[tuple, LiveServer] = {}
+
+    def make(overrides: dict | None = None) -> LiveServer:
+        key = tuple(sorted((overrides or {}).items()))
+        if key not in servers:
+            servers[key] = LiveServer(dict(key))
+        return servers[key]
+
+    yield make
+    for server in servers.values():
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server(live_server_factory) -> LiveServer:
+    return live_server_factory()
