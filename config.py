@@ -16,13 +16,16 @@ class Config:
     QUALITY_TIERS = "4:30:8,9:20:7,16:10:6"   # up to N participants : fps : pose bits
     TIER_HYSTERESIS = 1                # a tier steps down only this many below the lower tier's limit
     RATE_BURST = 3.0                   # pose frames a sender may send in a burst above the tier's rate
+    CHAT_RATE = 5.0                    # chat messages a second a participant may send on average …
+    CHAT_BURST = 20.0                  # … and in a burst; more get an ERROR "rate_limited"
     EMPTY_ROOM_TTL = 300.0             # seconds an empty room stays open
     # Data channels
     JOIN_TOKEN_TTL = 60                # seconds a join token is valid for opening the data channel
     JOIN_TIMEOUT = 10.0                # seconds a new socket has to send JOIN
-    OUTBOX_LIMIT = 256                 # ordered messages queued for a receiver before it is closed as too slow
-    MAX_MESSAGE_BYTES = 4096           # larger messages close the socket with 1009
+    OUTBOX_LIMIT = 512                 # ordered messages queued for a receiver before it is closed as too slow
     MAX_BAD_MESSAGES = 20              # invalid messages in a row before the socket is closed with 4000
+    WS_SEND_BUFFER = 65536             # kernel send buffer per socket: small, so stale pose frames wait in
+                                       # the latest-wins outbox, not in the kernel, when a receiver is slow
     WS_PING_INTERVAL = 25.0            # seconds between server pings; a missed pong closes the socket
     MAX_JSON_BYTES = 16384             # largest HTTP request body
     # Jitsi Meet beside the avatar grid; empty domain = not configured

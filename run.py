@@ -54,7 +54,8 @@ def create_app(config: dict | None = None) -> Flask:
             default_max_participants=min(settings["DEFAULT_MAX_PARTICIPANTS"], settings["MAX_PARTICIPANTS"]),
             tiers=settings["QUALITY_TIERS"], tier_hysteresis=settings["TIER_HYSTERESIS"],
             reservation_ttl=settings["JOIN_TOKEN_TTL"], empty_room_ttl=settings["EMPTY_ROOM_TTL"],
-            outbox_limit=settings["OUTBOX_LIMIT"], rate_burst=settings["RATE_BURST"])),
+            outbox_limit=settings["OUTBOX_LIMIT"], rate_burst=settings["RATE_BURST"],
+            chat_rate=settings["CHAT_RATE"], chat_burst=settings["CHAT_BURST"])),
         tokens=JoinTokens(settings["SECRET_KEY"], settings["JOIN_TOKEN_TTL"]),
         writer=SocketWriter(settings["WS_PING_INTERVAL"]),
         static_version=_static_version())

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import os
 import socket
+import time
 
 OP_CONT, OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -28,33 +29,8 @@ def client_frame(payload: bytes, opcode: int = OP_BIN) -> bytes:
     return head + mask + masked
 
 
-def parse_frames(buf: bytearray) -> tuple[list[tuple[int, int, int, int]], int]:
-    """Complete frames at the start of `buf` as (opcode | FIN<<7, header length, payload start, payload
-    length) and the number of bytes they take. Raises ValueError on a masked server frame."""
-    out, i, end = [], 0, len(buf)
-    while end - i >= 2:
-        b0, b1 = buf[i], buf[i + 1]
-        if b1 & 0x80:
-            raise ValueError("server frames must not be masked")
-        n = b1 & 0x7F
-        hdr = 2
-        if n == 126:
-            if end - i < 4:
-                break
-            n, hdr = int.from_bytes(buf[i + 2:i + 4], "big"), 4
-        elif n == 127:
-            if end - i < 10:
-                break
-            n, hdr = int.from_bytes(buf[i + 2:i + 10], "big"), 10
-        if end - i - hdr < n:
-            break
-        out.append((b0 & 0x8F, hdr, i + hdr, n))
-        i += hdr + n
-    return out, i
-
-
 async def open_socket(host: str, port: int, path: str, protocol_factory, rcvbuf: int | None = None,
-                      timeout: float = 10.0):
+                      mss: int | None = None, timeout: float = 10.0):
     """Connect, do the opening handshake, and hand the socket to an asyncio.Protocol.
     Returns (transport, protocol, leftover bytes after the handshake)."""
     loop = asyncio.get_running_loop()
@@ -63,6 +39,8 @@ async def open_socket(host: str, port: int, path: str, protocol_factory, rcvbuf:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if mss:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
     try:
         await asyncio.wait_for(loop.sock_connect(sock, (host, port)), timeout)
         key = base64.b64encode(os.urandom(16)).decode()
@@ -83,3 +61,73 @@ async def open_socket(host: str, port: int, path: str, protocol_factory, rcvbuf:
     except BaseException:
         sock.close()
         raise
+
+
+class WSProtocol(asyncio.Protocol):
+    """Frames in, hooks out: `on_binary(buf, start, length, now)` for each binary message (read it from
+    `buf` before returning), `on_other(opcode, payload)` for text/fragmented frames. Pings are answered,
+    a close frame is answered and recorded in `close_code`."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.close_code: int | None = None
+        self.lost = False
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc) -> None:
+        self.lost = True
+
+    def send(self, payload: bytes, opcode: int = OP_BIN) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(client_frame(payload, opcode))
+
+    def close(self, code: int = 1000) -> None:
+        self.send(code.to_bytes(2, "big"), OP_CLOSE)
+        if self.transport is not None:
+            self.transport.close()
+
+    def on_binary(self, buf: bytearray, start: int, n: int, now: float) -> None:
+        raise NotImplementedError
+
+    def on_other(self, opcode: int, payload: bytes) -> None:
+        pass
+
+    def data_received(self, data: bytes, now: float | None = None) -> None:
+        buf = self.buf
+        buf += data
+        now = time.monotonic() if now is None else now
+        i, end = 0, len(buf)
+        while end - i >= 2:
+            b0, n = buf[i], buf[i + 1]
+            if n & 0x80:
+                raise ValueError("server frames must not be masked")
+            hdr = 2
+            if n >= 126:
+                hdr = 4 if n == 126 else 10
+                if end - i < hdr:
+                    break
+                n = int.from_bytes(buf[i + 2:i + hdr], "big")
+            s = i + hdr
+            if end - s < n:
+                break
+            if b0 == 0x82:
+                self.on_binary(buf, s, n, now)
+            else:
+                self._control(b0, bytes(buf[s:s + n]))
+            i = s + n
+        if i:
+            del buf[:i]
+
+    def _control(self, b0: int, payload: bytes) -> None:
+        op = b0 & 0x0F
+        if op == OP_PING:
+            self.send(payload, OP_PONG)
+        elif op == OP_CLOSE:
+            self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            if self.transport is not None and not self.transport.is_closing():
+                self.close(self.close_code if self.close_code < 1004 or self.close_code >= 3000 else 1000)
+        elif op != OP_PONG:
+            self.on_other(b0, payload)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask, current_app
 from flask_sock import Sock
@@ -15,6 +16,8 @@ from meeting.room import JitsiRoom
 
 log = logging.getLogger(__name__)
 C = p.CloseCode
+_SLICE = 5.0                    # seconds between checks that the socket is still open
+HARD_MESSAGE_LIMIT = 65536      # simple-websocket's own cap, a memory guard; the protocol's limit is lower
 
 
 class SessionEnd(Exception):
@@ -29,7 +32,7 @@ class MeetingSession:
     def __init__(self, ws, room_id: str, services):
         self.ws, self.room_id, self.services = ws, room_id, services
         self.cfg = services.config
-        self.channel = WebSocketChannel(ws, services.writer)
+        self.channel = WebSocketChannel(ws, services.writer, self.cfg["WS_SEND_BUFFER"])
         self.room: JitsiRoom | None = None
         self.member: Participant | None = None
 
@@ -46,7 +49,18 @@ class MeetingSession:
             self._leave(code, reason)
 
     def _receive(self, timeout: float | None = None):
-        data = self.ws.receive(timeout=timeout)
+        """The next message; None after `timeout`. simple-websocket can drop the socket without waking the
+        receiver (e.g. after its own size check), so the wait is cut into slices that re-check the socket."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+            data = self.ws.receive(timeout=max(wait, 0))
+            if data is not None or not self.ws.connected:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+        if data is None:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
         if data is CLOSE_REQUEST:
             raise SessionEnd(*self.channel.close_request)
         if isinstance(data, str):
@@ -64,10 +78,12 @@ class MeetingSession:
         if not isinstance(msg, p.Join):
             raise SessionEnd(C.NOT_JOINED, "the first message must be JOIN")
         claim = self.services.tokens.verify(msg.token)
-        if claim is None or claim.room_id != self.room_id:
+        if claim is None:
             raise SessionEnd(C.BAD_TOKEN, "missing, forged or expired join token")
         try:
             self.room = self.services.manager.get_room(self.room_id)
+            if claim.room_id != self.room_id:
+                raise SessionEnd(C.BAD_TOKEN, "the join token is for another room")
             self.member = self.room.attach(claim.user_id, claim.nonce, self.channel)
         except RoomNotFound:
             raise SessionEnd(C.ROOM_NOT_FOUND, "the room does not exist") from None
@@ -95,7 +111,8 @@ class MeetingSession:
             if isinstance(msg, p.Pose):
                 room.relay_pose(member, msg.data)
             elif isinstance(msg, p.Chat):
-                room.post_chat(member, msg.text)
+                if room.post_chat(member, msg.text) is None:
+                    member.send(p.encode(p.Error("rate_limited", "too many chat messages: slow down")))
             else:
                 member.send(p.encode(p.Error("not_allowed", "already joined")))
 
@@ -112,7 +129,7 @@ class MeetingSession:
 
 def init_app(app: Flask) -> None:
     sock = Sock(app)
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": app.config["MAX_MESSAGE_BYTES"], "ping_interval": None}
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": HARD_MESSAGE_LIMIT, "ping_interval": None}
 
     @sock.route("/ws/meeting/<room_id>")
     def meeting_socket(ws, room_id):

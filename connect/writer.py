@@ -102,12 +102,14 @@ class SocketWriter:
         while not self._stop:
             for key, _ in self._sel.select(timeout=1.0):
                 if key.data is None:
-                    self._wake_pending = False     # before draining `_dirty`, so no wake-up is missed
                     try:
                         while os.read(self._r, 4096):
                             pass
                     except BlockingIOError:
                         pass
+                    # After emptying the pipe and before draining `_dirty`: a wake() from now on pokes again,
+                    # and one that came earlier has its channel in `_dirty` already. No wake-up is lost.
+                    self._wake_pending = False
                 else:
                     self._sel.unregister(key.fileobj)
                     parked.discard(key.data)
@@ -134,11 +136,13 @@ class SocketWriter:
 class WebSocketChannel:
     """A participant's data channel over a flask-sock WebSocket (implements meeting.participant.DataChannel)."""
 
-    def __init__(self, ws, writer: SocketWriter):
+    def __init__(self, ws, writer: SocketWriter, send_buffer: int = 0):
         self.ws, self.writer = ws, writer
         # A private socket object on a dup of the descriptor: writes use MSG_DONTWAIT whatever timeout the
         # server set on its own object, and never disturb the reader thread's blocking recv.
         self.sock = socket.socket(fileno=os.dup(ws.sock.fileno()))
+        if send_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         self.lock = threading.Lock()
         self.outbox = None
         self.pending = b""

@@ -11,22 +11,20 @@ from dataclasses import dataclass
 from meeting.errors import InvalidRequest, RoomExists, RoomNotFound
 from meeting.participant import Participant
 from meeting.quality import QualityPolicy
-from meeting.room import JitsiRoom
+from meeting.room import JitsiRoom, RoomLimits
 
 log = logging.getLogger(__name__)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class MeetingSettings:
+class MeetingSettings(RoomLimits):
     server_max_participants: int = 16
     default_max_participants: int = 16
     tiers: str = "4:30:8,9:20:7,16:10:6"
     tier_hysteresis: int = 1
     reservation_ttl: float = 60.0        # seconds a join may wait for its data channel
     empty_room_ttl: float = 300.0        # seconds an empty room lives on before it closes
-    outbox_limit: int = 256
-    rate_burst: float = 3.0
 
 
 class MeetingManager:
@@ -52,7 +50,7 @@ class MeetingManager:
             self._sweep_locked()
             if room_id in self._rooms:
                 raise RoomExists(f"room {room_id!r} already exists")
-            room = JitsiRoom(room_id, size, self.policy, created_by, s.outbox_limit, s.rate_burst, self.clock)
+            room = JitsiRoom(room_id, size, self.policy, created_by, s, self.clock)
             self._rooms[room_id] = room
         log.info("room %s created by %s (max %d)", room_id, created_by, size)
         return room

@@ -53,6 +53,7 @@ class Participant:
     outbox: Outbox = field(default_factory=Outbox)
     channel: DataChannel | None = None
     limiter: RateLimiter | None = None
+    chat_limiter: RateLimiter | None = None
     last_key: bytes | None = None       # this participant's latest key frame and delta, for late joiners
     last_delta: bytes | None = None
     frames_in: int = 0

@@ -5,6 +5,7 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 
 from connect import posedata
 from connect import protocol as p
@@ -15,15 +16,23 @@ from meeting.quality import QualityPolicy, QualityTier
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RoomLimits:
+    outbox_limit: int = 512              # ordered messages queued for a receiver before it is closed
+    rate_burst: float = 3.0              # pose frames above the tier's rate a sender may burst
+    chat_rate: float = 5.0               # chat messages a second per participant …
+    chat_burst: float = 20.0             # … and in a burst
+
+
 class JitsiRoom:
     """A room of up to `max_participants`. A participant is reserved by the HTTP join and connected when
     its data channel attaches; only connected participants count for the tier and receive frames."""
 
     def __init__(self, room_id: str, max_participants: int, policy: QualityPolicy, created_by: str,
-                 outbox_limit: int = 256, rate_burst: float = 3.0, clock=time.monotonic):
+                 limits: RoomLimits | None = None, clock=time.monotonic):
         self.room_id, self.max_participants, self.created_by = room_id, max_participants, created_by
         self.policy, self.clock = policy, clock
-        self.outbox_limit, self.rate_burst = outbox_limit, rate_burst
+        self.limits = limits or RoomLimits()
         self.created_at = time.time()
         self.emptied_at: float | None = clock()
         self.tier: QualityTier = policy.tier_for(0)
@@ -42,7 +51,8 @@ class JitsiRoom:
             used = {m.slot for m in self._members.values()}
             slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)
             member = Participant(user_id, display_name, slot, secrets.token_urlsafe(8), self.clock(), is_host)
-            member.outbox.max_ordered = self.outbox_limit
+            member.outbox.max_ordered = self.limits.outbox_limit
+            member.chat_limiter = RateLimiter(self.limits.chat_rate, self.limits.chat_burst, self.clock)
             self._members[user_id] = member
             self.emptied_at = None
             return member
@@ -57,7 +67,7 @@ class JitsiRoom:
                 raise UserAlreadyInRoom(f"user {user_id!r} already has a channel open")
             channel.bind(member.outbox)
             member.channel = channel
-            member.limiter = RateLimiter(self.tier.fps, self.rate_burst, self.clock)
+            member.limiter = RateLimiter(self.tier.fps, self.limits.rate_burst, self.clock)
             others = self._connected
             self._connected = others + (member,)
             member.send(p.encode(p.Welcome(member.slot, self.room_id)))
@@ -168,7 +178,10 @@ class JitsiRoom:
             if member is not sender:
                 member.send(message)
 
-    def post_chat(self, sender: Participant, text: str) -> p.Chat:
+    def post_chat(self, sender: Participant, text: str) -> p.Chat | None:
+        """Chat to everyone else; None (nothing sent) when the sender is over its chat rate."""
+        if sender.chat_limiter is not None and not sender.chat_limiter.allow():
+            return None
         chat = p.Chat(text, sender.slot, int(time.time() * 1000))
         self.broadcast(sender, p.encode(chat))
         return chat

@@ -31,7 +31,7 @@ class MeetingClient:
 
     def open(self):
         self.ws = connect(f"{self.server.ws_url}/ws/meeting/{self.room_id}", compression=None, max_size=None,
-                          open_timeout=5, ping_interval=None)
+                          open_timeout=5, ping_interval=None, max_queue=None).__enter__()
         return self
 
     def send(self, msg) -> None:

@@ -1,0 +1,243 @@
+"""WebSocket fan-out benchmark: real clients against the real server and the naive relay, one after the other.
+
+    .venv/bin/python -m bench.fanout --rooms 10 --participants 16 --seconds 20 --json
+    .venv/bin/python -m bench.fanout --quick --json
+
+Progress goes to stderr; with --json the last line of stdout is the result. See docs/BENCHMARKS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+
+from bench import stats
+from bench.loadgen import worker_main
+from bench.server import GunicornServer
+
+SERVERS = {"ours": "run:create_app()", "baseline": "bench.naive_relay:create_app()"}
+SEARCH_STEPS = (10, 20, 25, 30, 40, 50, 60)
+SEARCH_P99_S = 0.020
+
+
+def log(msg: str) -> None:
+    print(f"[fanout {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class LoadPool:
+    """The load processes; rooms are dealt to them round-robin, each room whole to one process."""
+
+    def __init__(self, n: int):
+        ctx = multiprocessing.get_context("spawn")
+        self.conns, self.procs = [], []
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child,), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def send(self, per_worker: list[tuple]) -> None:
+        for conn, cmd in zip(self.conns, per_worker):
+            conn.send(cmd)
+
+    def gather(self, timeout: float = 120.0) -> list:
+        out = []
+        for conn in self.conns:
+            if not conn.poll(timeout):
+                raise TimeoutError("a load process did not answer")
+            status, value = conn.recv()
+            if status != "ok":
+                raise RuntimeError(f"load process: {value}")
+            out.append(value)
+        return out
+
+    def call(self, per_worker: list[tuple], timeout: float = 120.0) -> list:
+        self.send(per_worker)
+        return self.gather(timeout)
+
+    def close(self) -> None:
+        try:
+            self.call([("exit",)] * len(self.conns), timeout=5)
+        except Exception:
+            pass
+        for proc in self.procs:
+            proc.join(2)
+            if proc.is_alive():
+                proc.terminate()
+
+
+def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, participants: int, warmup: float,
+              seconds: float, stuck: tuple[float, float] | None = None, drain: float = 1.5,
+              rate_factor: float = 0.98) -> dict:
+    """Connect rooms × participants, send for warmup + seconds (then, with `stuck` = (fill, seconds), one
+    reader per room stops reading), and return the figures of each window."""
+    n = len(pool.conns)
+    plan: list[list] = [[] for _ in range(n)]
+    t_setup = time.monotonic()
+    for r in range(rooms):
+        room_id = f"{tag}-r{r}"
+        server.create_room(room_id, "u0", participants)
+        members = []
+        for j in range(participants):
+            body = server.join(room_id, f"u{j}")
+            members.append((f"u{j}", body["token"], body["ws_url"], stuck is not None and j == participants - 1))
+        plan[r % n].append((room_id, members))
+    info = pool.call([("connect", "127.0.0.1", server.port, plan[i]) for i in range(n)])
+    log(f"{tag}: {sum(x['clients'] for x in info)} clients connected in {time.monotonic() - t_setup:.1f} s, "
+        f"tier fps {sorted({f for x in info for f in x['fps']})} bits {sorted({b for x in info for b in x['bits']})}")
+    start = time.monotonic() + 0.5
+    windows = [("main", start + warmup, start + warmup + seconds)]
+    stuck_at = None
+    if stuck:
+        stuck_at = windows[0][2]
+        windows.append(("stuck", stuck_at + stuck[0], stuck_at + stuck[0] + stuck[1]))
+    until = windows[-1][2] + drain
+    sched = {"start": start, "stop_send": windows[-1][2], "until": until, "windows": windows,
+             "stuck_at": stuck_at, "rate_factor": rate_factor}
+    pool.send([("run", dict(sched, phase_seed=1000 * i)) for i in range(n)])
+    marks = {}
+    for name, a, b in windows:
+        for edge, t in (("a", a), ("b", b)):
+            time.sleep(max(0.0, t - time.monotonic()))
+            marks[name + edge] = (server.cpu_seconds(), stats.machine_busy_seconds())
+        log(f"{tag}: window {name} done, server threads {server.threads_now()}")
+    reports = pool.gather(timeout=until - time.monotonic() + 60)
+    anomalies = pool.call([("close",)] * n)
+    result = {}
+    for k, (name, a, b) in enumerate(windows):
+        parts = [rep[k] for rep in reports]
+        fig = stats.window_figures(parts, marks[name + "b"][0] - marks[name + "a"][0],
+                                   marks[name + "b"][1] - marks[name + "a"][1], until)
+        fig["worst_seconds"] = stats.worst_seconds(parts)
+        result[name] = fig
+    merged: dict = {}
+    for a in anomalies:
+        for key, v in a.items():
+            merged[key] = merged.get(key, 0) + v
+    result["anomalies"] = merged
+    time.sleep(1.0)                       # let the server tear the sockets down before the next phase
+    return result
+
+
+def search_rooms(server: GunicornServer, pool: LoadPool, label: str, participants: int, steps: list[int],
+                 first: dict | None, seconds: float) -> tuple[int, list[dict]]:
+    """The most rooms at which p99 ≤ 20 ms with ≥ 99 % delivered, stepping upward to the first failure."""
+    best, rows = 0, []
+    for rooms in steps:
+        if rooms == steps[0] and first is not None:
+            fig = first
+        else:
+            fig = run_phase(server, pool, f"{label}-s{rooms}", rooms, participants, 2.0, seconds)["main"]
+        ok = fig["p99_ms"] is not None and fig["p99_ms"] <= SEARCH_P99_S * 1000 and fig["delivered_ratio"] >= 0.99
+        rows.append({"rooms": rooms, "ok": ok, **{k: fig[k] for k in (
+            "p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "server_cpu_pct", "client_cpu_pct")}})
+        log(f"{label}: search {rooms} rooms: p99 {fig['p99_ms']} ms, delivered {fig['delivered_ratio']}, "
+            f"server cpu {fig['server_cpu_pct']} % -> {'ok' if ok else 'stop'}")
+        if not ok:
+            break
+        best = rooms
+    return best, rows
+
+
+def bench_server(label: str, args, pool: LoadPool, threads: int, search: bool) -> dict:
+    server = GunicornServer(SERVERS[label], threads).start()
+    log(f"{label}: gunicorn {SERVERS[label]} on port {server.port}, worker pid {server.worker_pid()}")
+    try:
+        stuck = None if args.quick else (args.stuck_fill, args.stuck_seconds)
+        phase = run_phase(server, pool, label, args.rooms, args.participants, args.warmup, args.seconds, stuck)
+        problems = server.log_problems()
+    finally:
+        server.stop()
+    out = dict(phase["main"], anomalies=phase["anomalies"], server_log=problems)
+    if "stuck" in phase:
+        s = phase["stuck"]
+        out.update(p99_stuck_ms=s["p99_censored_ms"], stuck={k: s[k] for k in (
+            "p50_ms", "p99_ms", "p99_censored_ms", "max_ms", "delivered_ratio", "server_cpu_pct", "expected",
+            "delivered")})
+    log(f"{label}: p50 {out['p50_ms']} ms p99 {out['p99_ms']} ms delivered {out['delivered_ratio']} "
+        f"server cpu {out['server_cpu_pct']} % client cpu {out['client_cpu_pct']} % "
+        f"p99 stuck {out.get('p99_stuck_ms')} ms")
+    if search:
+        steps = [s for s in SEARCH_STEPS if s >= args.rooms] or [args.rooms]
+        first = phase["main"] if steps[0] == args.rooms else None
+        server = GunicornServer(SERVERS[label], threads).start()
+        try:
+            out["max_rooms_p99_20ms"], out["search"] = search_rooms(
+                server, pool, label, args.participants, steps, first, args.search_seconds)
+            out["server_log_search"] = server.log_problems()
+        finally:
+            server.stop()
+    return out
+
+
+def summary(results: dict, machine: dict, args, elapsed: float) -> dict:
+    ours, base = results["ours"], results["baseline"]
+    keys = ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "bytes_per_pose_frame", "kbps_per_receiver",
+            "server_cpu_pct", "client_cpu_pct", "other_cpu_pct", "p99_stuck_ms", "max_rooms_p99_20ms")
+    out = {k: ours.get(k) for k in keys}
+    out["baseline"] = {k: base.get(k) for k in keys}
+    out["ratios"] = {"p99_ratio": stats.ratio(ours["p99_ms"], base["p99_ms"]),
+                     "p50_ratio": stats.ratio(ours["p50_ms"], base["p50_ms"]),
+                     "cpu_ratio": stats.ratio(ours["server_cpu_pct"], base["server_cpu_pct"]),
+                     "p99_stuck_ratio": stats.ratio(ours.get("p99_stuck_ms"), base.get("p99_stuck_ms"))}
+    out["config"] = {"rooms": args.rooms, "participants": args.participants, "seconds": args.seconds,
+                     "warmup": args.warmup, "load_processes": args.procs, "quick": args.quick}
+    out["machine"] = dict(machine, loadavg_at_end=__import__("os").getloadavg()[0])
+    out["detail"] = {"ours": ours, "baseline": base}
+    out["elapsed_s"] = round(elapsed, 1)
+    return out
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rooms", type=int, default=10)
+    ap.add_argument("--participants", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=20.0, help="measurement window")
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--stuck-fill", type=float, default=5.0, help="seconds between the stop of reading and its window")
+    ap.add_argument("--stuck-seconds", type=float, default=8.0)
+    ap.add_argument("--search-seconds", type=float, default=8.0)
+    ap.add_argument("--no-search", action="store_true", help="skip the max-rooms search")
+    ap.add_argument("--baseline-search", action="store_true", help="also search the baseline's max rooms")
+    ap.add_argument("--procs", type=int, default=2, help="load-generating processes")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 rooms x 4 participants x 3 s")
+    ap.add_argument("--only", choices=sorted(SERVERS), help="run one server only (for debugging)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.rooms, args.participants, args.seconds, args.warmup, args.no_search = 2, 4, 3.0, 1.0, True
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    machine = stats.machine()
+    log(f"machine: {machine['cores']} cores, {machine['cpu_model']}, Python {machine['python']}, "
+        f"load {machine['loadavg_at_start']:.2f}")
+    threads = max(600, max(SEARCH_STEPS) * args.participants + 64) if not args.no_search else \
+        max(600, args.rooms * args.participants + 64)
+    pool = LoadPool(args.procs)
+    results = {}
+    try:
+        for label in ([args.only] if args.only else SERVERS):
+            search = not args.no_search and (label == "ours" or args.baseline_search)
+            results[label] = bench_server(label, args, pool, threads, search)
+    finally:
+        pool.close()
+    if args.only:
+        out = results[args.only]
+    else:
+        out = summary(results, machine, args, time.monotonic() - t0)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

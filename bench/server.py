@@ -1,0 +1,131 @@
+"""Start and stop one gunicorn server for a benchmark, read its worker's CPU time, and call its HTTP API."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GunicornServer:
+    """`gunicorn -c gunicorn.conf.py <app>` from the repository root, on a free 127.0.0.1 port."""
+
+    def __init__(self, app: str, threads: int, env: dict | None = None):
+        self.app, self.threads = app, threads
+        self.port = free_port()
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen | None = None
+        self.log_path = pathlib.Path(tempfile.mkstemp(prefix="bench-gunicorn-", suffix=".log")[1])
+
+    def start(self, timeout: float = 30.0) -> GunicornServer:
+        env = dict(os.environ, AVATAR_BIND=f"127.0.0.1:{self.port}", AVATAR_GUNICORN_THREADS=str(self.threads),
+                   AVATAR_SECRET_KEY="bench-secret", AVATAR_LOG_LEVEL="warning", **self.extra_env)
+        gunicorn = str(pathlib.Path(sys.executable).parent / "gunicorn")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", self.app], cwd=ROOT, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}: {self.log_tail()}")
+            if self.worker_pid() is not None and self._answers():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"gunicorn did not start in {timeout} s: {self.log_tail()}")
+
+    def _answers(self) -> bool:
+        try:
+            status, _ = self.request("GET", "/api/meeting/__bench_probe__")
+            return status < 500
+        except OSError:
+            return False
+
+    def worker_pid(self) -> int | None:
+        try:
+            children = pathlib.Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the worker process (all its threads)."""
+        fields = pathlib.Path(f"/proc/{self.worker_pid()}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def threads_now(self) -> int:
+        status = pathlib.Path(f"/proc/{self.worker_pid()}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+    def request(self, method: str, path: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+            resp = conn.getresponse()
+            raw = resp.read()
+            try:
+                return resp.status, json.loads(raw)
+            except ValueError:
+                return resp.status, {"raw": raw[:200].decode(errors="replace")}
+        finally:
+            conn.close()
+
+    def create_room(self, room_id: str, user_id: str, max_participants: int) -> dict:
+        status, body = self.request("POST", "/api/meeting/create",
+                                    {"user_id": user_id, "room_id": room_id, "max_participants": max_participants})
+        if status not in (200, 201):
+            raise RuntimeError(f"create {room_id}: HTTP {status} {body}")
+        return body
+
+    def join(self, room_id: str, user_id: str) -> dict:
+        status, body = self.request("POST", "/api/meeting/join", {"room_id": room_id, "user_id": user_id})
+        if status != 200 or "token" not in body:
+            raise RuntimeError(f"join {room_id}/{user_id}: HTTP {status} {body}")
+        return body
+
+    def stop(self, grace: float = 8.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        worker = self.worker_pid()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if worker is not None:
+            try:
+                os.kill(worker, 0)
+                os.kill(worker, signal.SIGKILL)
+            except OSError:
+                pass
+        self._log.close()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def log_problems(self, limit: int = 8) -> dict:
+        """Error lines and tracebacks the server logged (its log level is warning)."""
+        text = self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
+        bad = [line for line in text if any(w in line for w in ("ERROR", "Traceback", "CRITICAL", "Exception"))]
+        return {"error_lines": len(bad), "warning_lines": sum("WARNING" in line for line in text),
+                "first": bad[:limit], "log": str(self.log_path)}

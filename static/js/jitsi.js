@@ -1,0 +1,45 @@
+// Jitsi Meet next to the avatars, through its IFrame API (external_api.js from the configured server).
+
+/** Where the meeting's Jitsi room is, from the join answer or the page's configuration; null if none. */
+export function jitsiSettings(joinJitsi, page, roomId) {
+  if (joinJitsi && joinJitsi.domain) {
+    return {
+      domain: joinJitsi.domain,
+      roomName: joinJitsi.room_name || roomId,
+      scriptUrl: joinJitsi.script_url || `https://${joinJitsi.domain}/external_api.js`,
+    };
+  }
+  if (page.jitsi_domain) {
+    return {
+      domain: page.jitsi_domain,
+      roomName: roomId,
+      scriptUrl: page.jitsi_script_url || `https://${page.jitsi_domain}/external_api.js`,
+    };
+  }
+  return null;
+}
+
+function loadScript(src) {
+  if (window.JitsiMeetExternalAPI) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = src;
+    script.async = true;
+    script.onload = () => resolve();
+    script.onerror = () => reject(new Error(`could not load ${src}`));
+    document.head.appendChild(script);
+  });
+}
+
+/** Loads the IFrame API and opens the room inside `parentNode`; resolves to the API object. */
+export async function mountJitsi(settings, parentNode, displayName) {
+  await loadScript(settings.scriptUrl);
+  if (typeof window.JitsiMeetExternalAPI !== "function") throw new Error("JitsiMeetExternalAPI is missing");
+  return new window.JitsiMeetExternalAPI(settings.domain, {
+    roomName: settings.roomName,
+    parentNode,
+    width: "100%",
+    height: "100%",
+    userInfo: { displayName },
+  });
+}

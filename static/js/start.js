@@ -1,0 +1,81 @@
+// The start page: choose a display name, then create a room or join one by its id.
+import { applyI18n, errorText, t } from "./i18n.js";
+import { api, cleanName, ID_PATTERN, saveName, savedName, userId } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+
+function status(text, kind = "info") {
+  $("status").textContent = text;
+  $("status").dataset.kind = kind;
+}
+
+function readName() {
+  const name = cleanName($("display-name").value);
+  if (!name) {
+    status(t("need_name"), "error");
+    $("display-name").focus();
+    return null;
+  }
+  saveName(name);
+  return name;
+}
+
+function readRoom(required) {
+  const room = $("room-id").value.trim();
+  if (!room && required) {
+    status(t("need_room"), "error");
+    $("room-id").focus();
+    return null;
+  }
+  if (room && !ID_PATTERN.test(room)) {
+    status(t("bad_room_id"), "error");
+    return null;
+  }
+  return room;
+}
+
+function go(room) {
+  location.href = `/meeting/${encodeURIComponent(room)}`;
+}
+
+async function busy(work) {
+  document.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  try {
+    await work();
+  } catch (err) {
+    status(errorText(err.code, err.message), "error");
+  } finally {
+    document.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+  }
+}
+
+async function create() {
+  const room = readRoom(false);
+  if (!readName() || room === null) return;
+  status(t("creating"));
+  const body = { user_id: userId() };
+  if (room) body.room_id = room;
+  const answer = await api("POST", "/api/meeting/create", body);
+  go(answer.room_id);
+}
+
+async function join() {
+  const room = readRoom(true);
+  if (!readName() || !room) return;
+  status(t("checking"));
+  await api("GET", `/api/meeting/${encodeURIComponent(room)}`);
+  go(room);
+}
+
+applyI18n();
+const page = JSON.parse($("page-config").textContent);
+if (page.error) status(page.error, "error");
+$("display-name").value = savedName();
+const params = new URLSearchParams(location.search);
+if (params.get("room")) $("room-id").value = params.get("room");
+$("create").addEventListener("click", () => busy(create));
+$("start-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  busy(join);
+});
+window.avatarStart = { ready: true };

@@ -1,0 +1,98 @@
+// The meeting page's DOM: avatar tiles, participant list, chat log, stats and the status line.
+import { AvatarView, paletteFor } from "./avatar.js";
+import { t } from "./i18n.js";
+
+const CANVAS_SIZE = 360;
+
+export const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+/** One tile per participant in the avatar grid, keyed by slot ("self" for this tab before WELCOME). */
+export class AvatarGrid {
+  constructor(root) {
+    this.root = root;
+    this.tiles = new Map();     // key -> {figure, canvas, caption, view}
+  }
+
+  ensure(key, { slot, name, host = false, self = false }) {
+    let tile = this.tiles.get(key);
+    if (!tile) {
+      const canvas = el("canvas", { width: CANVAS_SIZE, height: CANVAS_SIZE });
+      const caption = el("figcaption");
+      const figure = el("figure", { className: "tile" }, canvas, caption);
+      if (self) {
+        figure.classList.add("self");
+        this.root.prepend(figure);
+      } else {
+        this.root.append(figure);
+      }
+      tile = { figure, canvas, caption, view: new AvatarView(canvas, paletteFor(slot ?? 0, host)) };
+      this.tiles.set(key, tile);
+    }
+    if (slot !== undefined && slot !== null) {
+      tile.canvas.dataset.slot = String(slot);
+      tile.figure.dataset.slot = String(slot);
+      tile.view.palette = paletteFor(slot, host);
+      tile.view.dirty = true;
+    }
+    tile.figure.classList.toggle("host", host);
+    tile.caption.textContent = self ? `${name} (${t("you")})` : host ? `${name} · ${t("host")}` : name;
+    return tile;
+  }
+
+  remove(key) {
+    const tile = this.tiles.get(key);
+    if (tile) tile.figure.remove();
+    this.tiles.delete(key);
+  }
+
+  clearOthers() {
+    for (const key of [...this.tiles.keys()]) if (key !== "self") this.remove(key);
+  }
+
+  view(key) {
+    return this.tiles.get(key)?.view ?? null;
+  }
+
+  views() {
+    return Array.from(this.tiles.values(), (tile) => tile.view);
+  }
+}
+
+export function renderParticipants(list, members, mySlot) {
+  list.replaceChildren(...[...members.values()].sort((a, b) => a.slot - b.slot).map((m) => {
+    const item = el("li", { className: "participant" }, el("span", { className: "dot" }), m.name);
+    item.dataset.slot = String(m.slot);
+    item.title = m.user_id;
+    if (m.slot === mySlot) item.append(el("span", { className: "tag" }, t("you")));
+    if (m.host) item.append(el("span", { className: "tag host" }, t("host")));
+    return item;
+  }));
+}
+
+export function addChatLine(log, { name, text, ts, system = false, own = false }) {
+  const time = new Date(ts ?? Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const item = system
+    ? el("li", { className: "system" }, text)
+    : el("li", { className: own ? "own" : "" }, el("time", {}, time), el("b", {}, name), el("span", {}, text));
+  log.append(item);
+  while (log.children.length > 200) log.firstElementChild.remove();
+  log.scrollTop = log.scrollHeight;
+}
+
+/** The status line; `kind` is "info", "ok" or "error". */
+export function setStatus(text, kind = "info") {
+  const status = $("status");
+  status.textContent = text;
+  status.dataset.kind = kind;
+}
+
+export function formatRate(bytesPerSecond) {
+  if (bytesPerSecond < 1000) return `${Math.round(bytesPerSecond)} B/s`;
+  return `${(bytesPerSecond / 1000).toFixed(1)} kB/s`;
+}

@@ -1,0 +1,257 @@
+"""A live server under gunicorn with real WebSocket clients: fan-out, tiers, rate caps and bad input."""
+import itertools
+import socket
+import time
+import uuid
+
+import msgpack
+import pytest
+from itsdangerous import URLSafeTimedSerializer
+
+from connect import posedata
+from connect import protocol as p
+from tests.wsclient import MeetingClient
+
+C = p.CloseCode
+_rooms = itertools.count()
+
+
+def new_room(server, size=16) -> str:
+    room_id = f"room-{next(_rooms)}-{uuid.uuid4().hex[:6]}"
+    status, body = server.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": room_id,
+                                                              "max_participants": size})
+    assert status == 201, body
+    return room_id
+
+
+def pose_for(slot: int, seq: int = 0) -> bytes:
+    return posedata.encode_key(posedata.quantize({"yaw": slot / 20, "mouth_open": 0.5}, 6), 6, slot % 32, seq)
+
+
+def test_sixteen_participants_receive_each_other_and_never_themselves(live_server):
+    room = new_room(live_server)
+    clients = [MeetingClient(live_server, room) for _ in range(16)]
+    try:
+        for c in clients:
+            c.send(p.Pose(pose_for(c.slot)))
+        for c in clients:
+            got = {}
+            deadline = time.monotonic() + 10
+            while len(got) < 15 and time.monotonic() < deadline:
+                msg = c.recv(1.0)
+                if isinstance(msg, p.Pose):
+                    got[msg.slot] = msg.data
+            assert c.slot not in got, "a participant received its own frame"
+            assert got == {o.slot: pose_for(o.slot) for o in clients if o is not c}
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_tier_changes_with_head_count_and_clients_are_told(live_server):
+    room = new_room(live_server)
+    clients = [MeetingClient(live_server, room) for _ in range(4)]
+    assert clients[-1].expect(p.Tier) == p.Tier(0, 30, 8, 4)
+    fifth = MeetingClient(live_server, room)
+    for c in clients:
+        assert c.expect(p.Tier, where=lambda t: t.count == 5) == p.Tier(1, 20, 7, 5)
+    assert fifth.expect(p.Tier).fps == 20
+    fifth.close()
+    clients[0].expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.LEFT)
+    assert not any(isinstance(m, p.Tier) for m in clients[1].drain(0.5)), "4 after 5: hysteresis keeps 20 fps"
+    assert live_server.api("GET", f"/api/meeting/{room}")[1]["tier"]["fps"] == 20
+    clients.pop().close()
+    for c in clients:
+        assert c.expect(p.Tier, where=lambda t: t.count == 3) == p.Tier(0, 30, 8, 3)
+    for c in clients:
+        c.close()
+
+
+def test_a_sender_above_the_tier_rate_is_capped(live_server):
+    room = new_room(live_server)
+    sender, receiver = MeetingClient(live_server, room), MeetingClient(live_server, room)
+    sender.drain(0.2)
+    receiver.drain(0.2)
+    start = time.monotonic()
+    for seq in range(90):                          # 90 frames as fast as possible, far above 30 fps
+        sender.send(p.Pose(pose_for(sender.slot, seq)))
+    elapsed = time.monotonic() - start
+    got = [m for m in receiver.drain(1.0) if isinstance(m, p.Pose)]
+    assert 1 <= len(got) <= 30 * elapsed + 3 + 2, f"{len(got)} frames in {elapsed:.2f} s passed the cap"
+    sender.close()
+    receiver.close()
+
+
+class Room3:
+    """Two well-behaved participants and a third whose socket the test abuses."""
+
+    def __init__(self, server):
+        self.server, self.room = server, new_room(server)
+        self.a, self.b = MeetingClient(server, self.room), MeetingClient(server, self.room)
+
+    def b_still_receives(self, seq):
+        self.b.drain(0.1)
+        self.a.send(p.Pose(pose_for(self.a.slot, seq)))
+        assert self.b.expect(p.Pose, where=lambda m: m.data == pose_for(self.a.slot, seq)).slot == self.a.slot
+
+    def close(self):
+        self.a.close()
+        self.b.close()
+
+
+def _forged_token(room, user):
+    return URLSafeTimedSerializer("not-the-server-secret", salt="avatar-join").dumps({"r": room, "u": user, "n": "x"})
+
+
+def _pack(*fields):
+    return msgpack.packb(list(fields), use_bin_type=True)
+
+
+KEY = pose_for(3)
+# name -> (what the third socket sends after JOIN, or "before" to send it instead of JOIN; expected outcome)
+BAD_INPUT = {
+    "text_frame": ("hello", ("close", C.UNSUPPORTED_DATA)),
+    "malformed_msgpack": (b"\xc1\xc1", ("error", "malformed")),
+    "truncated_msgpack": (_pack(1, 1, KEY)[:-4], ("error", "malformed")),
+    "oversized": (_pack(1, 3, "x" * 5000), ("close", C.TOO_BIG)),
+    "wrong_version": (_pack(9, 1, KEY), ("close", C.UNSUPPORTED_VERSION)),
+    "nan": (_pack(1, 3, float("nan")), ("error", "invalid_field")),
+    "bad_pose_payload": (_pack(1, 1, KEY[:-2]), ("error", "invalid_field")),
+    "server_message_from_client": (_pack(1, 7, 0, "x"), ("error", "unknown_type")),
+    "second_join": (_pack(1, 0, "again"), ("error", "not_allowed")),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INPUT)
+def test_bad_input_after_join(live_server, name):
+    data, (kind, expected) = BAD_INPUT[name]
+    room = Room3(live_server)
+    bad = MeetingClient(live_server, room.room)
+    try:
+        bad.drain(0.2)
+        bad.send(data)
+        if kind == "close":
+            assert bad.close_code() == expected
+            room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.LEFT)
+        else:
+            assert bad.expect(p.Error).code == expected
+            bad.send(p.Pose(pose_for(bad.slot, 77)))        # the connection is still good
+            room.b.expect(p.Pose, where=lambda m: m.slot == bad.slot)
+        room.b_still_receives(1)
+    finally:
+        bad.close()
+        room.close()
+
+
+@pytest.mark.parametrize("name", ["message_before_join", "no_token", "forged_token", "unknown_room",
+                                  "token_for_other_room", "duplicate_user", "join_timeout", "text_before_join"])
+def test_bad_joins(live_server, name):
+    room = Room3(live_server)
+    path_room, first = room.room, None
+    status, body = live_server.api("POST", "/api/meeting/join", {"room_id": room.room, "user_id": f"u-{name}"})
+    token = body["token"]
+    expected = C.BAD_TOKEN
+    if name == "message_before_join":
+        first, expected = p.encode(p.Pose(KEY)), C.NOT_JOINED
+    elif name == "text_before_join":
+        first, expected = '{"type": "join"}', C.UNSUPPORTED_DATA
+    elif name == "no_token":
+        first = p.encode(p.Join("-"))
+    elif name == "forged_token":
+        first = p.encode(p.Join(_forged_token(room.room, f"u-{name}")))
+    elif name == "unknown_room":
+        path_room, first, expected = "no-such-room", p.encode(p.Join(token)), C.ROOM_NOT_FOUND
+    elif name == "token_for_other_room":
+        path_room, first = new_room(live_server), p.encode(p.Join(token))
+    elif name == "duplicate_user":
+        holder = MeetingClient(live_server, room.room, join=False).open()
+        holder.send(p.Join(token))
+        holder.expect(p.Welcome)
+        first, expected = p.encode(p.Join(token)), C.DUPLICATE
+    elif name == "join_timeout":
+        expected = C.JOIN_TIMEOUT
+    intruder = MeetingClient(live_server, path_room, join=False).open()
+    try:
+        if first is not None:
+            intruder.send(first)
+        assert intruder.close_code(timeout=6) == expected
+        room.b_still_receives(2)
+    finally:
+        intruder.close()
+        room.close()
+
+
+def test_late_joiner_gets_everyones_face_at_once(live_server):
+    room = Room3(live_server)
+    room.a.send(p.Pose(pose_for(room.a.slot, 5)))
+    room.b.expect(p.Pose)
+    late = MeetingClient(live_server, room.room)
+    assert late.expect(p.Pose).data == pose_for(room.a.slot, 5)
+    late.close()
+    room.close()
+
+
+def test_leave_through_the_api_closes_the_channel(live_server):
+    room = Room3(live_server)
+    status, _ = live_server.api("POST", "/api/meeting/leave", {"room_id": room.room, "user_id": room.b.user_id,
+                                                              "token": room.b.token})
+    assert status == 200
+    assert room.b.close_code() == C.LEFT
+    assert room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.LEFT).members[0].slot == room.b.slot
+    room.close()
+
+
+def _stuck_socket(server, room_id: str, user_id: str) -> socket.socket:
+    """A participant that joins and then never reads: a raw socket with a tiny receive buffer."""
+    status, body = server.api("POST", "/api/meeting/join", {"room_id": room_id, "user_id": user_id})
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall((f"GET /ws/meeting/{room_id} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    assert b" 101 " in sock.recv(1024)
+    payload = p.encode(p.Join(body["token"]))
+    mask = b"\x01\x02\x03\x04"
+    sock.sendall(bytes((0x82, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+def test_a_stuck_reader_neither_slows_the_room_nor_loses_ordered_messages(live_server_factory):
+    server = live_server_factory({"OUTBOX_LIMIT": 120, "CHAT_RATE": 1000, "CHAT_BURST": 1000})
+    room = Room3(server)
+    stuck = _stuck_socket(server, room.room, "stuck")
+    try:
+        room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.JOINED)
+        room.b.drain(0.2)
+        latencies = []
+        for seq in range(60):                          # 2 s of poses at 30 fps, with chat in between
+            t0 = time.monotonic()
+            room.a.send(p.Pose(pose_for(room.a.slot, seq)))
+            room.b.expect(p.Pose, where=lambda m, s=seq: m.data == pose_for(room.a.slot, s))
+            latencies.append(time.monotonic() - t0)
+            room.a.send(p.Chat(f"message {seq} " + "x" * 900))
+            time.sleep(1 / 30)
+        assert sorted(latencies)[len(latencies) // 2] < 0.05
+        room.b.drain(0.5)
+        chats = [m.text.split()[1] for m in room.b.received if isinstance(m, p.Chat)]
+        assert chats == [str(i) for i in range(60)], "chat lost or reordered"
+        for seq in range(60, 400):                     # the stuck reader's ordered queue overflows: it is closed
+            room.a.send(p.Chat(f"message {seq} " + "x" * 900))
+            time.sleep(0.002)
+        left = room.b.expect(p.PresenceMsg, timeout=10, where=lambda m: m.event == p.Presence.LEFT)
+        assert left.members[0].user_id == "stuck"
+        room.b_still_receives(500)
+    finally:
+        stuck.close()
+        room.close()
+
+
+def test_chat_flood_is_refused_with_an_error_and_others_are_undisturbed(live_server):
+    room = Room3(live_server)
+    for i in range(40):
+        room.a.send(p.Chat(f"spam {i}"))
+    assert room.a.expect(p.Error).code == "rate_limited"
+    got = [m for m in room.b.drain(1.0) if isinstance(m, p.Chat)]
+    assert 20 <= len(got) < 40
+    room.b_still_receives(3)
+    room.close()

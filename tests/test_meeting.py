@@ -1,0 +1,155 @@
+"""The meeting core without a network: tiers, rooms, the manager's errors, outboxes and the rate limit."""
+import pytest
+
+from connect import posedata
+from connect import protocol as p
+from meeting.errors import InvalidRequest, NotInRoom, RoomExists, RoomFull, RoomNotFound, UserAlreadyInRoom
+from meeting.manager import MeetingManager, MeetingSettings
+from meeting.outbox import Outbox
+from meeting.participant import RateLimiter
+from meeting.quality import QualityPolicy
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+class Sink:
+    """A transport stand-in that decodes what the outbox hands it (the live tests use real sockets)."""
+
+    def __init__(self):
+        self.outbox, self.closed = None, None
+
+    def bind(self, outbox):
+        self.outbox = outbox
+
+    def notify(self):
+        pass
+
+    def close(self, code, reason):
+        self.closed = code
+
+    def take(self):
+        return [p.decode_server(m) for m in self.outbox.drain()]
+
+
+def test_tiers_follow_head_count():
+    policy = QualityPolicy.parse("4:30:8,9:20:7,16:10:6")
+    assert [policy.target(n).fps for n in (1, 4, 5, 9, 10, 16, 40)] == [30, 30, 20, 20, 10, 10, 10]
+    assert [policy.target(n).bits for n in (4, 9, 16)] == [8, 7, 6]
+
+
+def test_tier_hysteresis_stops_flapping():
+    policy = QualityPolicy.parse("4:30:8,9:20:7,16:10:6", hysteresis=1)
+    tier = policy.tier_for(5)
+    assert tier.fps == 20
+    for count in (4, 5, 4, 5, 4):                      # flapping around the 4/5 boundary
+        tier = policy.tier_for(count, tier)
+        assert tier.fps == 20
+    assert policy.tier_for(3, tier).fps == 30          # one below the limit: step down
+    tier = policy.tier_for(12)
+    assert policy.tier_for(9, tier).fps == 10 and policy.tier_for(8, tier).fps == 20
+    assert policy.tier_for(2, tier).fps == 30          # straight down several tiers
+
+
+@pytest.mark.parametrize("spec", ["", "4:30", "9:20:7,4:30:8", "a:b:c"])
+def test_bad_tier_specs(spec):
+    with pytest.raises(ValueError):
+        QualityPolicy.parse(spec)
+
+
+def test_manager_errors():
+    m = MeetingManager()
+    m.create_room("alice", "r1", max_participants=2)
+    with pytest.raises(RoomExists):
+        m.create_room("bob", "r1")
+    with pytest.raises(RoomNotFound):
+        m.join("nope", "bob")
+    m.join("r1", "alice")
+    with pytest.raises(UserAlreadyInRoom):
+        m.join("r1", "alice")
+    m.join("r1", "bob")
+    with pytest.raises(RoomFull):
+        m.join("r1", "carol")
+    with pytest.raises(NotInRoom):
+        m.leave("r1", "carol")
+    m.leave("r1", "bob")
+    m.join("r1", "carol")                               # the freed place is taken again
+    assert [r.room_id for r in m.rooms()] == ["r1"]
+
+
+@pytest.mark.parametrize("kwargs", [{"room_id": "bad id"}, {"room_id": "x" * 65}, {"room_id": ""},
+                                    {"max_participants": 1}, {"max_participants": 17}, {"created_by": "a b"}])
+def test_manager_refuses_bad_arguments(kwargs):
+    args = {"created_by": "alice", "room_id": "ok"} | kwargs
+    with pytest.raises(InvalidRequest):
+        MeetingManager().create_room(**args)
+
+
+def test_reservations_and_empty_rooms_expire():
+    clock = Clock()
+    m = MeetingManager(MeetingSettings(reservation_ttl=60, empty_room_ttl=300), clock=clock)
+    m.create_room("alice", "r1")
+    m.join("r1", "alice")
+    clock.t += 61
+    room = m.get_room("r1")
+    assert room.expire_reservations(60) == ["alice"] and room.size == 0
+    clock.t += 301
+    assert m.rooms() == []
+
+
+def test_fan_out_skips_the_sender_and_greets_late_joiners():
+    m = MeetingManager()
+    room = m.create_room("alice", "r1")
+    sinks = {}
+    for user in ("alice", "bob", "carol"):
+        _, member = m.join("r1", user)
+        sinks[user] = Sink()
+        room.attach(user, member.nonce, sinks[user])
+    for s in sinks.values():
+        s.take()
+    alice = room.get("alice")
+    key = posedata.encode_key(posedata.quantize({"yaw": 0.5}, 8), 8, 1, 0)
+    assert room.relay_pose(alice, key)
+    assert sinks["alice"].take() == []
+    assert sinks["bob"].take() == [p.Pose(key, alice.slot)] == sinks["carol"].take()
+    _, dave = m.join("r1", "dave")
+    sinks["dave"] = Sink()
+    room.attach("dave", dave.nonce, sinks["dave"])
+    got = sinks["dave"].take()
+    assert isinstance(got[0], p.Welcome) and p.Pose(key, alice.slot) in got
+
+
+def test_outbox_pose_frames_are_latest_wins_and_keep_key_frames():
+    box = Outbox()
+    assert box.put_pose(1, b"key1", key=True) is True          # was empty: wake the writer
+    assert box.put_pose(1, b"d1", key=False) is False
+    box.put_pose(1, b"d2", key=False)                          # replaces d1, keeps the key frame
+    box.put_pose(2, b"other", key=False)
+    box.put(b"chat")
+    assert box.drain() == [b"chat", b"key1", b"d2", b"other"]
+    assert box.dropped_poses == 1 and box.drain() == []
+
+
+def test_outbox_overflow_closes_instead_of_dropping_ordered_messages():
+    m = MeetingManager(MeetingSettings(outbox_limit=3))
+    room = m.create_room("alice", "r1")
+    _, member = m.join("r1", "alice")
+    sink = Sink()
+    room.attach("alice", member.nonce, sink)                    # welcome, tier, snapshot: 3 queued
+    member.send(b"one more")
+    assert sink.closed == p.CloseCode.TOO_SLOW
+
+
+def test_rate_limiter_caps_a_fast_sender():
+    clock = Clock()
+    limiter = RateLimiter(10, burst=3, clock=clock)
+    sent = 0
+    for _ in range(100):                                       # 100 frames in one second
+        sent += limiter.allow()
+        clock.t += 0.01
+    assert 10 <= sent <= 13
