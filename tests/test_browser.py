@@ -169,7 +169,7 @@ import('/static/js/protocol.js').then(async (P) => {
     nan: refuses(() => P.quantize({ yaw: NaN }, 8)),
   };
   const sender = new PoseSender(8, 3);
-  const frames = [0, 1, 2, 3].map((i) => sender.next({ yaw: i / 10 }));
+  const frames = [0, 1, 2, 3].map((i) => sender.next({ yaw: i / 10 }, i * 100));
   const receiver = new PoseReceiver();
   out.stream = {
     keyFlags: frames.map((f) => (f[0] & 0x80) !== 0),
@@ -177,8 +177,9 @@ import('/static/js/protocol.js').then(async (P) => {
     afterKey: receiver.receive(5, frames[0]).yaw,
     delta: receiver.receive(5, frames[1]).yaw,
   };
+  out.stream.secondKey = (sender.next({ yaw: 0 }, 1500)[0] & 0x80) !== 0;   // 1 s after the last key frame
   sender.setTier(3, 6);
-  out.stream.newBitsKey = (sender.next({ yaw: 0 })[0] & 0x80) !== 0;
+  out.stream.newBitsKey = (sender.next({ yaw: 0 }, 1600)[0] & 0x80) !== 0;
   done(out);
 }).catch((err) => done({ error: String(err && err.stack || err) }));
 """
@@ -208,6 +209,7 @@ def test_javascript_codec_matches_the_golden_bytes(pair):
     assert stream["keyFlags"] == [True, False, False, True]       # a key frame every `fps` frames
     assert stream["unknownDelta"] is None                        # a delta before its key frame is ignored
     assert stream["afterKey"] == pytest.approx(0.0, abs=0.01) and stream["delta"] == pytest.approx(0.1, abs=0.01)
+    assert stream["secondKey"] is True                           # ... and at least once a second
     assert stream["newBitsKey"] is True                          # a precision change forces a key frame
 
 

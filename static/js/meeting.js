@@ -260,7 +260,9 @@ function start(name) {
 
 function init() {
   applyI18n();
+  document.title = `${t("title")} · ${state.roomId}`;
   $("room-id").textContent = state.roomId;
+  if (!page.jitsi_domain) $("video-note").textContent = t("video_not_configured");
   $("rejoin").addEventListener("click", () => { retries = 0; rejoin(); });
   $("leave").addEventListener("click", leave);
   $("copy-link").addEventListener("click", () => {

@@ -2,6 +2,8 @@
 // rebuilds each participant's face from key frames (by key id) and the deltas that refer to them.
 import { decodePose, dequantize, encodeDelta, encodeKey, quantize } from "./protocol.js";
 
+const KEY_INTERVAL_MS = 1000;   // a key frame at least this often, even when a hidden tab's timers slow down
+
 export class PoseSender {
   constructor(bits = 8, fps = 30) {
     this.bits = bits;
@@ -10,6 +12,7 @@ export class PoseSender {
     this.keyQ = null;
     this.seq = 0;
     this.sinceKey = 0;
+    this.keyAt = -Infinity;
   }
 
   /** The tier changed: a new precision forces a key frame. */
@@ -19,15 +22,16 @@ export class PoseSender {
     this.fps = fps;
   }
 
-  /** Pose values -> the next payload: a key frame at least every `fps` frames, else a delta. */
-  next(values) {
+  /** Pose values -> the next payload: a key frame every `fps` frames or every second, else a delta. */
+  next(values, nowMs = performance.now()) {
     const q = quantize(values, this.bits);
     const seq = this.seq;
     this.seq = (this.seq + 1) & 0xff;
-    if (this.keyQ === null || this.sinceKey >= this.fps - 1) {
+    if (this.keyQ === null || this.sinceKey >= this.fps - 1 || nowMs - this.keyAt >= KEY_INTERVAL_MS) {
       this.keyId = (this.keyId + 1) & 0x1f;
       this.keyQ = q;
       this.sinceKey = 0;
+      this.keyAt = nowMs;
       return encodeKey(q, this.bits, this.keyId, seq);
     }
     this.sinceKey += 1;

@@ -68,6 +68,7 @@ async function join() {
 }
 
 applyI18n();
+document.title = t("title");
 const page = JSON.parse($("page-config").textContent);
 if (page.error) status(page.error, "error");
 $("display-name").value = savedName();
