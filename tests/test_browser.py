@@ -303,7 +303,8 @@ def test_chinese_browser_gets_chinese_text(live_server):
         driver.find_element("id", "display-name").send_keys("小明")
         driver.find_element("id", "room-id").send_keys(new_room_id("missing"))
         driver.find_element("id", "join").click()
-        assert wait_for(driver, "return document.getElementById('status').textContent", 10) == "房间不存在。"
+        wait_for(driver, "return document.getElementById('status').textContent === arguments[0]", 10,
+                 "the room-not-found status", "房间不存在。")
 
         room_id = new_room_id("zh")
         assert live_server.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": room_id})[0] == 201
