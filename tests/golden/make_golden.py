@@ -50,6 +50,11 @@ def _messages(key: bytes):
         ("tier", "server", p.Tier(1, 20, 7, 6)),
         ("error", "server", p.Error("invalid_field", "POSE: data must be binary")),
         ("welcome", "server", p.Welcome(2, "demo-room")),
+        ("audio_client", "client", p.Audio(513, bytes.fromhex("fc0102030405"))),
+        ("audio_server", "server", p.Audio(7, bytes.fromhex("fc0102030405"), slot=0, t_ms=140)),
+        ("audio_end_client", "client", p.AudioStop()),
+        ("audio_end_server", "server", p.AudioStop(p.AudioEnd.INTERRUPTED, slot=0)),
+        ("host_status", "server", p.HostStatus(0, "loading", "loading speech model …")),
     ]
     return [{"name": n, "direction": d, "type": type(m).__name__, "fields": _jsonable(m), "hex": p.encode(m).hex()}
             for n, d, m in cases]
