@@ -61,6 +61,7 @@ class TestConfig(Config):
     SECRET_KEY = "test-secret"
     TESTING = True
     JOIN_TIMEOUT = 2.0
+    HOST_ENABLED = False               # tests of the AI host turn it on
 
 
 def load(overrides: dict | None = None, base: type = Config, environ: dict | None = None) -> dict:

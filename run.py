@@ -17,6 +17,7 @@ from connect import api, pages, websocket
 from connect.tokens import JoinTokens
 from connect.writer import SocketWriter
 from meeting.manager import MeetingManager, MeetingSettings
+from pipeline.hosts import HostManager
 
 ROOT = pathlib.Path(__file__).parent
 
@@ -28,6 +29,7 @@ class Services:
     manager: MeetingManager
     tokens: JoinTokens
     writer: SocketWriter
+    hosts: HostManager
     static_version: str
 
     def jitsi_script_url(self) -> str:
@@ -58,7 +60,10 @@ def create_app(config: dict | None = None) -> Flask:
             chat_rate=settings["CHAT_RATE"], chat_burst=settings["CHAT_BURST"])),
         tokens=JoinTokens(settings["SECRET_KEY"], settings["JOIN_TOKEN_TTL"]),
         writer=SocketWriter(settings["WS_PING_INTERVAL"]),
+        hosts=HostManager(settings),
         static_version=_static_version())
+    services = app.extensions["avatar"]
+    services.manager.on_close.append(services.hosts.close)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     websocket.init_app(app)

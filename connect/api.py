@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import re
+import time
 
 from flask import Blueprint, current_app, jsonify, request
 
 from meeting.errors import InvalidRequest, MeetingError, NotInRoom
 from meeting.room import JitsiRoom
+from pipeline.agenda import AgendaError, parse_agenda
 
 bp = Blueprint("api", __name__, url_prefix="/api/meeting")
 STATUS = {"room_exists": 409, "room_not_found": 404, "room_full": 409, "user_already_in_room": 409,
           "not_in_room": 404, "bad_request": 400, "bad_token": 403}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+LANGUAGES = ("en", "zh")
 
 
 class BadToken(MeetingError):
@@ -58,10 +61,24 @@ def meeting_error(exc: MeetingError):
 @bp.post("/create")
 def create():
     body = _body()
-    room = _services().manager.create_room(_field(body, "user_id", str), _field(body, "room_id", str, False),
-                                           _field(body, "max_participants", int, False))
+    svc = _services()
+    language = _field(body, "language", str, False) or svc.config["LANGUAGE"]
+    if language not in LANGUAGES:
+        raise InvalidRequest(f"language must be one of {', '.join(LANGUAGES)}")
+    with_host = body.get("host", True)
+    if not isinstance(with_host, bool):
+        raise InvalidRequest("host must be true or false")
+    try:
+        items = parse_agenda(body.get("agenda"))
+    except AgendaError as exc:
+        raise InvalidRequest(str(exc)) from None
+    room = svc.manager.create_room(_field(body, "user_id", str), _field(body, "room_id", str, False),
+                                   _field(body, "max_participants", int, False))
+    room.language, room.agenda = language, items
+    svc.hosts.open(room, with_host and svc.config["HOST_ENABLED"])
     return jsonify(success=True, room_id=room.room_id, max_participants=room.max_participants,
-                   created_by=room.created_by, page_url=f"/meeting/{room.room_id}"), 201
+                   created_by=room.created_by, language=language, agenda=_agenda(room),
+                   host=_host(room.room_id), page_url=f"/meeting/{room.room_id}"), 201
 
 
 @bp.post("/join")
@@ -100,7 +117,8 @@ def leave():
 def room_info(room_id: str):
     room = _services().manager.get_room(room_id)
     return jsonify(success=True, room_id=room.room_id, created_by=room.created_by, created_at=room.created_at,
-                   max_participants=room.max_participants, count=room.size, connected=room.connected_count,
+                   language=room.language, agenda=_agenda(room), host=_host(room_id),
+                   max_participants=room.max_participants, count=room.humans, connected=room.connected_count,
                    tier=_tier(room), participants=[
                        {"user_id": m.user_id, "display_name": m.display_name, "slot": m.slot,
                         "connected": m.connected, "is_host": m.is_host} for m in room.participants()])
@@ -109,8 +127,47 @@ def room_info(room_id: str):
 @bp.get("")
 def rooms():
     return jsonify(success=True, rooms=[
-        {"room_id": r.room_id, "count": r.size, "connected": r.connected_count,
+        {"room_id": r.room_id, "count": r.humans, "connected": r.connected_count,
          "max_participants": r.max_participants, "tier": _tier(r)} for r in _services().manager.rooms()])
+
+
+@bp.get("/<room_id>/transcript")
+def transcript(room_id: str):
+    svc = _services()
+    svc.manager.get_room(room_id)
+    record = svc.hosts.record(room_id)
+    return jsonify(success=True, room_id=room_id, lines=record.transcript.as_json() if record else [])
+
+
+@bp.get("/<room_id>/summary")
+def summary(room_id: str):
+    svc = _services()
+    room = svc.manager.get_room(room_id)
+    text = svc.hosts.summary(room_id, room.language)
+    return jsonify(success=True, room_id=room_id, summary=text, generated_at=time.time())
+
+
+@bp.get("/<room_id>/host")
+def host_info(room_id: str):
+    _services().manager.get_room(room_id)
+    info = _host(room_id)
+    if info is None:
+        raise NotInRoom(f"room {room_id!r} has no AI host")
+    record = _services().hosts.record(room_id)
+    return jsonify(success=True, room_id=room_id, **info, turns=[t.as_json() for t in record.host.turns])
+
+
+def _agenda(room: JitsiRoom) -> list[dict]:
+    return [{"title": item.title, "minutes": item.minutes} for item in room.agenda]
+
+
+def _host(room_id: str) -> dict | None:
+    record = _services().hosts.record(room_id)
+    if record is None or record.host is None:
+        return None
+    host = record.host
+    return {"user_id": host.member.user_id, "name": host.name, "slot": host.member.slot,
+            "state": host.state[0], "detail": host.state[1]}
 
 
 def _tier(room: JitsiRoom) -> dict:

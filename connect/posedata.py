@@ -153,3 +153,31 @@ def _unpack(data: bytes, count: int, bits: int) -> list[int]:
     acc = int.from_bytes(data, "big") >> (len(data) * 8 - count * bits)
     top = (1 << bits) - 1
     return [(acc >> (bits * (count - 1 - i))) & top for i in range(count)]
+
+
+class PoseStream:
+    """A sender's stream, as the browser sends it (static/js/posestream.js): a key frame every `key_every`
+    frames (and whenever the precision changes), key ids 0, 1, … mod 32, deltas against the latest key."""
+
+    def __init__(self, bits: int, key_every: int):
+        self.bits, self.key_every = bits, max(1, key_every)
+        self.frame, self.key_id, self.key_q = 0, -1, None
+
+    def set_tier(self, bits: int, key_every: int) -> None:
+        if bits != self.bits:
+            self.key_q = None                     # the next frame is a key frame at the new precision
+        self.bits, self.key_every = bits, max(1, key_every)
+
+    def encode(self, q: list[int]) -> bytes:
+        """Quantized values (at `self.bits`) -> the next payload."""
+        if self.key_q is None or self.frame % self.key_every == 0:
+            self.key_id = (self.key_id + 1) & 0x1F
+            self.key_q = q
+            data = encode_key(q, self.bits, self.key_id, self.frame)
+        else:
+            data = encode_delta(q, self.key_q, self.bits, self.key_id, self.frame)
+        self.frame += 1
+        return data
+
+    def encode_values(self, values: dict[str, float]) -> bytes:
+        return self.encode(quantize(values, self.bits))

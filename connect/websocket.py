@@ -110,6 +110,10 @@ class MeetingSession:
             bad = 0
             if isinstance(msg, p.Pose):
                 room.relay_pose(member, msg.data)
+            elif isinstance(msg, p.Audio):
+                room.hear_audio(member, msg)
+            elif isinstance(msg, p.AudioStop):
+                room.hear_audio_end(member)
             elif isinstance(msg, p.Chat):
                 if room.post_chat(member, msg.text) is None:
                     member.send(p.encode(p.Error("rate_limited", "too many chat messages: slow down")))

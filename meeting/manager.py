@@ -34,6 +34,7 @@ class MeetingManager:
         self.clock = clock
         self._rooms: dict[str, JitsiRoom] = {}
         self._lock = threading.Lock()
+        self.on_close: list = []             # callables(room_id) told when a room closes
 
     def create_room(self, created_by: str, room_id: str | None = None,
                     max_participants: int | None = None) -> JitsiRoom:
@@ -87,6 +88,8 @@ class MeetingManager:
             if room.emptied_at is not None and now - room.emptied_at > self.settings.empty_room_ttl:
                 del self._rooms[room.room_id]
                 log.info("room %s closed: empty for %.0f s", room.room_id, now - room.emptied_at)
+                for callback in self.on_close:
+                    callback(room.room_id)
 
 
 def check_id(name: str, value: object) -> str:

@@ -6,6 +6,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from connect import posedata
 from connect import protocol as p
@@ -24,6 +25,19 @@ class RoomLimits:
     chat_burst: float = 20.0             # … and in a burst
 
 
+class RoomListener(Protocol):
+    """Something that follows a room from inside it (the AI host): told of chat, microphone audio and
+    head-count changes on the thread where they happen; it must not block."""
+
+    def heard_chat(self, member: Participant, chat: p.Chat) -> None: ...
+
+    def heard_audio(self, member: Participant, audio: p.Audio) -> None: ...
+
+    def heard_audio_end(self, member: Participant) -> None: ...
+
+    def members_changed(self, humans: int) -> None: ...
+
+
 class JitsiRoom:
     """A room of up to `max_participants`. A participant is reserved by the HTTP join and connected when
     its data channel attaches; only connected participants count for the tier and receive frames."""
@@ -39,6 +53,9 @@ class JitsiRoom:
         self._lock = threading.RLock()
         self._members: dict[str, Participant] = {}
         self._connected: tuple[Participant, ...] = ()     # copy-on-write: the fan-out reads it without a lock
+        self.listeners: list[RoomListener] = []
+        self.language = "en"
+        self.agenda: list[dict] = []
 
     # --- membership ---------------------------------------------------------------------------
 
@@ -46,7 +63,7 @@ class JitsiRoom:
         with self._lock:
             if user_id in self._members:
                 raise UserAlreadyInRoom(f"user {user_id!r} is already in room {self.room_id!r}")
-            if len(self._members) >= self.max_participants:
+            if not is_host and self.humans >= self.max_participants:
                 raise RoomFull(f"room {self.room_id!r} is full ({self.max_participants} participants)")
             used = {m.slot for m in self._members.values()}
             slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)
@@ -54,7 +71,8 @@ class JitsiRoom:
             member.outbox.max_ordered = self.limits.outbox_limit
             member.chat_limiter = RateLimiter(self.limits.chat_rate, self.limits.chat_burst, self.clock)
             self._members[user_id] = member
-            self.emptied_at = None
+            if not is_host:
+                self.emptied_at = None
             return member
 
     def attach(self, user_id: str, nonce: str, channel: DataChannel) -> Participant:
@@ -83,6 +101,7 @@ class JitsiRoom:
                     member.send_pose(other.slot, other.last_delta, False)
         log.info("room %s: %s connected (slot %d, %d connected)", self.room_id, user_id, member.slot,
                  len(self._connected))
+        self._members_changed()
         return member
 
     def remove(self, user_id: str) -> Participant:
@@ -97,10 +116,25 @@ class JitsiRoom:
                     other.send(left)
                 self._retier()
             member.channel = None
-            if not self._members:
+            if not self.humans:
                 self.emptied_at = self.clock()
         log.info("room %s: %s left (%d connected)", self.room_id, user_id, len(self._connected))
+        self._members_changed()
         return member
+
+    def _members_changed(self) -> None:
+        humans = sum(not m.is_host for m in self._connected)
+        for listener in self.listeners:
+            listener.members_changed(humans)
+
+    def hear_audio(self, sender: Participant, audio: p.Audio) -> None:
+        """A participant's microphone: for the room's listeners (the AI host) only."""
+        for listener in self.listeners:
+            listener.heard_audio(sender, audio)
+
+    def hear_audio_end(self, sender: Participant) -> None:
+        for listener in self.listeners:
+            listener.heard_audio_end(sender)
 
     def get(self, user_id: str) -> Participant | None:
         return self._members.get(user_id)
@@ -120,6 +154,11 @@ class JitsiRoom:
     @property
     def size(self) -> int:
         return len(self._members)
+
+    @property
+    def humans(self) -> int:
+        """Participants that are people (reserved or connected): the AI host does not take a place."""
+        return sum(not m.is_host for m in self._members.values())
 
     @property
     def connected_count(self) -> int:
@@ -184,4 +223,6 @@ class JitsiRoom:
             return None
         chat = p.Chat(text, sender.slot, int(time.time() * 1000))
         self.broadcast(sender, p.encode(chat))
+        for listener in self.listeners:
+            listener.heard_chat(sender, chat)
         return chat

@@ -42,7 +42,7 @@ class LiveServer:
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         env = dict(os.environ, AVATAR_BIND=f"127.0.0.1:{self.port}", AVATAR_SECRET_KEY="live-test-secret",
                    AVATAR_GUNICORN_THREADS="200", AVATAR_LOG_LEVEL="warning",
-                   AVATAR_JOIN_TIMEOUT="2")
+                   AVATAR_JOIN_TIMEOUT="2", AVATAR_HOST_ENABLED="0")   # tests of the AI host turn it on
         env.update({f"AVATAR_{k}": str(v) for k, v in overrides.items()})
         self.log = open(ROOT / f".pytest-server-{self.port}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:create_app()"],

@@ -7,7 +7,8 @@ from run import create_app
 def test_create_join_info_leave(client):
     r = client.post("/api/meeting/create", json={"user_id": "alice", "room_id": "standup", "max_participants": 5})
     assert r.status_code == 201 and r.json == {"success": True, "room_id": "standup", "max_participants": 5,
-                                               "created_by": "alice", "page_url": "/meeting/standup"}
+                                               "created_by": "alice", "page_url": "/meeting/standup",
+                                               "language": "en", "agenda": [], "host": None}
     r = client.post("/api/meeting/join", json={"room_id": "standup", "user_id": "bob", "display_name": " Bob 鲍勃 "})
     assert r.status_code == 200
     join = r.json
@@ -59,6 +60,14 @@ BAD_REQUESTS = [
     ("create", {"user_id": "a", "max_participants": True}, None),
     ("create", {"user_id": "a", "max_participants": 100}, None),
     ("create", {"user_id": "a", "max_participants": 0}, None),
+    ("create", {"user_id": "a", "language": "fr"}, None),
+    ("create", {"user_id": "a", "host": "yes"}, None),
+    ("create", {"user_id": "a", "agenda": "talk"}, None),
+    ("create", {"user_id": "a", "agenda": [{"title": "x"}]}, None),
+    ("create", {"user_id": "a", "agenda": [{"title": "", "minutes": 5}]}, None),
+    ("create", {"user_id": "a", "agenda": [{"title": "x", "minutes": -1}]}, None),
+    ("create", {"user_id": "a", "agenda": [{"title": "x", "minutes": float("nan")}]}, None),
+    ("create", {"user_id": "a", "agenda": [{"title": "x", "minutes": 5}] * 21}, None),
     ("join", {"room_id": "r"}, None),
     ("join", {"room_id": "r", "user_id": ["a"]}, None),
     ("join", {"room_id": "r", "user_id": "u" * 200}, None),

@@ -1,0 +1,54 @@
+"""Is the AI host being addressed, and what is asked? "@AI …" in chat, or its name first when spoken."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Request:
+    text: str             # what is asked, without the address
+    intent: str           # "summary", "agenda" or "ask"
+
+
+def _name_pattern(name: str) -> str:
+    if name.lower() in ("ai", "a.i."):
+        # Speech recognisers write the spoken "AI" as AI, A.I., A I, Ai, or "hey I"
+        return r"(?:a\.?\s?i\.?|ay\s?eye)"
+    return re.escape(name)
+
+
+class Addressing:
+    def __init__(self, name: str = "AI"):
+        n = _name_pattern(name)
+        self._chat = re.compile(rf"(?:^|\s)@{n}\b[\s,:;.!?，：。！？]*", re.IGNORECASE)
+        self._spoken = re.compile(rf"^\W*(?:(?:hey|hi|ok|okay|so)[\s,]+)?{n}(?:[\s,:;.!?，：。！？]+|$)",
+                                  re.IGNORECASE)
+        self._zh = re.compile(r"^\W*(?:人工智能|助手|AI|ai)[\s,，：:]*")
+
+    def match(self, text: str, source: str) -> Request | None:
+        """The request in `text`, or None when the host is not addressed."""
+        rest = None
+        if source == "chat":
+            m = self._chat.search(text)
+            if m:
+                rest = (text[:m.start()] + " " + text[m.end():]).strip()
+        if rest is None:
+            m = self._spoken.match(text) or self._zh.match(text)
+            if m:
+                rest = text[m.end():].strip()
+        if rest is None:
+            return None
+        return Request(rest, intent_of(rest))
+
+
+_SUMMARY = re.compile(r"\b(summari[sz]e|summary|sum up|recap)\b|总结|概括|摘要", re.IGNORECASE)
+_AGENDA = re.compile(r"\bagenda\b|议程", re.IGNORECASE)
+
+
+def intent_of(text: str) -> str:
+    if _SUMMARY.search(text):
+        return "summary"
+    if _AGENDA.search(text):
+        return "agenda"
+    return "ask"

@@ -1,0 +1,254 @@
+"""The AI host: a participant in a room that hears it, answers when addressed, keeps the agenda, summarises.
+
+It is a `RoomListener` (chat and microphone audio reach it from the sessions' threads) and a participant with
+its own avatar (idle motion, blinks, and the mouth of whatever it is saying). Everything it does runs on the
+process's one host loop (`HostRuntime`); model calls run in the runtime's executors. A failure in a stage
+becomes a message in the room, never a dead host.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from connect import protocol as p
+from connect.posedata import PoseStream
+from meeting.participant import Participant
+from meeting.room import JitsiRoom
+from pipeline import agenda as agenda_mod
+from pipeline.addressing import Addressing, Request
+from pipeline.avatar_motion import IdleMotion
+from pipeline.frames import ErrorFrame, SpeechEnded, SpeechStarted
+from pipeline.frames import Transcript as TranscriptFrame
+from pipeline.runtime import HostRuntime
+from pipeline.speech import HostSpeech, TurnTimes
+from pipeline.transcript import Transcript
+from pipeline.voice import HostVoice
+
+log = logging.getLogger(__name__)
+
+
+class HostChannel:
+    """The host's data channel: it needs nobody's frames, so whatever is queued for it is dropped."""
+
+    def __init__(self, host: AIHost):
+        self.host, self.outbox = host, None
+
+    def bind(self, outbox) -> None:
+        self.outbox = outbox
+
+    def notify(self) -> None:
+        self.outbox.drain()
+
+    def close(self, code: int, reason: str) -> None:
+        self.host.stop()
+
+
+class AIHost:
+    def __init__(self, room: JitsiRoom, runtime: HostRuntime, transcript: Transcript):
+        s = runtime.settings
+        self.room, self.rt, self.transcript = room, runtime, transcript
+        self.language = room.language
+        self.name = s["HOST_NAME"]
+        self.addressing = Addressing(self.name)
+        self.agenda = agenda_mod.schedule(room.agenda)
+        self.member: Participant = room.reserve(s["HOST_USER_ID"], self.name, is_host=True)
+        self.speech = HostSpeech(runtime, self.language)
+        self.motion = IdleMotion()
+        self.voice: HostVoice | None = None
+        self.state = ("idle", "")
+        self.turns: list[TurnTimes] = []           # the latest turns' per-stage times, newest last
+        self._reply: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._meeting_start: float | None = None
+        self._agenda_next = 0
+        self._humans = 0
+        self._ready = False
+        self._closed = False
+        room.attach(self.member.user_id, self.member.nonce, HostChannel(self))
+        room.listeners.append(self)
+
+    # --- life ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.rt.submit(self._main())
+
+    async def _main(self) -> None:
+        self.voice = HostVoice(lambda m: self.room.broadcast(self.member, m), self.member.slot,
+                               self.rt.settings["AUDIO_BITRATE"], self.rt.settings["AUDIO_FRAME_MS"])
+        self.voice.on_state = lambda speaking: self._status("speaking" if speaking else "listening")
+        self.voice.start()
+        self._tasks = [asyncio.current_task(), asyncio.create_task(self._load())]
+        await self._animate()
+
+    async def _load(self) -> None:
+        """Load this room's models in the background (once per process), telling the room how it goes."""
+        try:
+            await self.speech.load(lambda what: self._status("loading", f"loading {what} …"))
+            self._ready = True
+            self._status("listening")
+        except Exception as exc:
+            log.exception("room %s: models failed to load", self.room.room_id)
+            self._status("error", f"models failed to load: {exc}")
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self in self.room.listeners:
+            self.room.listeners.remove(self)
+        if self.rt.loop is not None:
+            self.rt.call(self._cancel_all)
+
+    def _cancel_all(self) -> None:
+        self._cancel_reply()
+        if self.voice is not None:
+            self.voice.close()
+        for task in self._tasks:
+            task.cancel()
+
+    async def _animate(self) -> None:
+        """The host's avatar: idle motion and blinks, the mouth of what it says; at the room's tier rate."""
+        stream = None
+        while not self._closed:
+            tier = self.room.tier
+            if stream is None:
+                stream = PoseStream(tier.bits, tier.fps)
+            stream.set_tier(tier.bits, tier.fps)
+            now = time.monotonic()
+            pose = self.motion.pose(now, thinking=self.state[0] == "thinking")
+            pose.update(self.voice.mouth_now())
+            self.room.relay_pose(self.member, stream.encode_values(pose))
+            self._agenda_tick(now)
+            await asyncio.sleep(max(0.0, 1.0 / tier.fps - (time.monotonic() - now)))
+
+    # --- what the room tells it (other threads) -----------------------------------------------
+
+    def heard_chat(self, member: Participant, chat: p.Chat) -> None:
+        if member is not self.member:
+            self.rt.call(self._heard_text, member, chat.text, "chat", time.monotonic())
+
+    def heard_audio(self, member: Participant, audio: p.Audio) -> None:
+        self.rt.call(self._heard_audio, member, audio.data)
+
+    def heard_audio_end(self, member: Participant) -> None:
+        self.rt.call(self._heard_audio_end, member)
+
+    def members_changed(self, humans: int) -> None:
+        self.rt.call(self._members_changed, humans)
+
+    # --- on the host loop ---------------------------------------------------------------------
+
+    def _members_changed(self, humans: int) -> None:
+        self._humans = humans
+        self._status(*self.state, force=True)               # newcomers learn what the host is doing
+        if not humans:
+            self._cancel_reply()                            # nobody left to answer: drop the work
+            if self.voice is not None:
+                self.voice.interrupt()
+
+    def _heard_audio(self, member: Participant, packet: bytes) -> None:
+        for frame in self.speech.hear(member.user_id, packet):
+            if isinstance(frame, SpeechStarted):
+                self._barge_in(member)
+            elif isinstance(frame, SpeechEnded):
+                self._spawn(self._transcribe(member, frame))
+
+    def _heard_audio_end(self, member: Participant) -> None:
+        for frame in self.speech.end_of_audio(member.user_id):
+            self._spawn(self._transcribe(member, frame))
+
+    def _barge_in(self, member: Participant) -> None:
+        speaking = self.voice is not None and self.voice.speaking
+        if speaking or (self._reply is not None and not self._reply.done()):
+            log.info("room %s: %s speaks, the host stops", self.room.room_id, member.user_id)
+            self._cancel_reply()
+            self.voice.interrupt()
+
+    async def _transcribe(self, member: Participant, utterance) -> None:
+        t_end = utterance.t_end
+        result = await self.speech.transcribe(utterance)
+        if isinstance(result, ErrorFrame):
+            self._status("error", result.message)
+            return
+        if isinstance(result, TranscriptFrame) and result.text:
+            self._heard_text(member, result.text, "voice", t_end, asr_done=time.monotonic())
+
+    def _heard_text(self, member: Participant, text: str, source: str, t_heard: float,
+                    asr_done: float | None = None) -> None:
+        self.transcript.add(member.user_id, member.display_name, text, source)
+        request = self.addressing.match(text, source)
+        if request is None or self._closed:
+            return
+        turn = TurnTimes(source=source, heard=t_heard, asr_done=asr_done)
+        if self._reply is not None and not self._reply.done():
+            self._cancel_reply()                          # one reply at a time: the newest question wins
+            self.voice.interrupt()
+        self._reply = self._spawn(self._answer(request, member, turn))
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        task.add_done_callback(_log_failure)
+        return task
+
+    def _cancel_reply(self) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._reply.cancel()
+        self._reply = None
+
+    async def _answer(self, request: Request, member: Participant, turn: TurnTimes) -> None:
+        self._status("thinking")
+        try:
+            if request.intent == "summary":
+                text = await self.speech.summarize(self.transcript.lines())
+                reply = await self._say_text(text, turn)
+            elif request.intent == "agenda":
+                reply = await self._say_text(agenda_mod.describe(self.room.agenda, self.language), turn)
+            else:
+                reply = await self.speech.answer(self._messages(request, member), self.voice, turn)
+        except asyncio.CancelledError:
+            raise
+        if isinstance(reply, ErrorFrame):
+            self._post(reply.message)
+            self._status("error", reply.message)
+            return
+        if reply:
+            self._post(reply)
+        self.turns = (self.turns + [turn])[-20:]
+
+    def _messages(self, request: Request, member: Participant) -> list[dict]:
+        return self.speech.prompt(self.name, request.text or "Hello", member.display_name,
+                                  self.transcript.recent_text(exclude=self.member.user_id),
+                                  agenda_mod.describe(self.room.agenda, self.language) if self.room.agenda else "")
+
+    async def _say_text(self, text: str, turn: TurnTimes | None = None) -> str:
+        await self.speech.say(text, self.voice, turn)
+        return text
+
+    def _post(self, text: str) -> None:
+        """The host's words go to the chat and the transcript too."""
+        self.room.post_chat(self.member, text[: p.MAX_CHAT_CHARS])
+        self.transcript.add(self.member.user_id, self.name, text, "voice")
+
+    def _agenda_tick(self, now: float) -> None:
+        if self._meeting_start is None and self._humans and self._ready:
+            self._meeting_start = now                        # the agenda starts once someone is there to hear it
+        if self._meeting_start is None or self._agenda_next >= len(self.agenda) or not self._humans:
+            return
+        event = self.agenda[self._agenda_next]
+        if now - self._meeting_start >= event.at:
+            self._agenda_next += 1
+            text = agenda_mod.announcement(event, len(self.room.agenda), self.language)
+            self._post(text)
+            self._spawn(self._say_text(text))
+
+    def _status(self, state: str, detail: str = "", force: bool = False) -> None:
+        if (state, detail) == self.state and not force:
+            return
+        self.state = (state, detail)
+        self.room.broadcast(self.member, p.encode(p.HostStatus(self.member.slot, state, detail)))
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("host task failed", exc_info=task.exception())

@@ -1,0 +1,215 @@
+"""A room's speech chain: it hears (Opus → VAD → ASR) and it speaks (LLM → sentences → TTS → lip-sync → voice).
+
+Models come from the runtime's registry (loaded once per process); the chain itself is per room, so each
+room keeps its own VAD state and language. Each stage's time is recorded per turn (`TurnTimes`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from pipeline.asr import WhisperASR, asr_key, load_whisper
+from pipeline.audio import AudioError, OpusDecoder
+from pipeline.frames import AudioIn, ErrorFrame, Sentence, SpeechAudio, SpeechEnded, SpeechStarted, Transcript
+from pipeline.lipsync import make_lipsync
+from pipeline.llm import LLMStage, build_messages, make_llm
+from pipeline.runtime import HostRuntime
+from pipeline.sentences import SentenceSplitter
+from pipeline.transcript import Line, extractive_summary
+from pipeline.tts import make_tts
+from pipeline.vad import VAD_KEY, VADStream, load_silero_session
+from pipeline.voice import HostVoice
+
+log = logging.getLogger(__name__)
+MIC_RATE = 48000
+
+
+@dataclass
+class TurnTimes:
+    """When each stage of one answer finished (time.monotonic()); `heard` is the chat's arrival or the end
+    of the spoken question."""
+    source: str
+    heard: float
+    asr_done: float | None = None
+    llm_first_token: float | None = None
+    first_sentence: float | None = None
+    tts_done: float | None = None
+    lipsync_done: float | None = None
+    first_audio: float | None = None
+
+    def as_json(self) -> dict:
+        """Milliseconds from `heard` to each stage, and each stage's own share."""
+        out: dict = {"source": self.source}
+        previous = self.heard
+        for f in fields(self)[2:]:
+            t = getattr(self, f.name)
+            out[f"{f.name}_ms"] = None if t is None else round((t - self.heard) * 1000, 1)
+            if t is not None:
+                out[f"{f.name}_stage_ms"] = round((t - previous) * 1000, 1)
+                previous = t
+        return out
+
+
+class HostSpeech:
+    def __init__(self, runtime: HostRuntime, language: str):
+        self.rt, self.language = runtime, language
+        self.settings = runtime.settings
+        self.vad_session = None
+        self.asr: WhisperASR | None = None
+        self.llm = None
+        self.tts = None
+        self.lipsync = None
+        self._streams: dict[str, VADStream] = {}
+        self._decoders: dict[str, OpusDecoder] = {}
+
+    # --- models -------------------------------------------------------------------------------
+
+    async def load(self, progress: Callable[[str], None]) -> None:
+        """Load what this room needs, telling `progress` what is loading (only when it really loads)."""
+        reg, s = self.rt.models, self.settings
+        steps = [
+            (VAD_KEY, "voice activity model", lambda: reg.get(VAD_KEY, load_silero_session)),
+            ("tts", "voice", lambda: make_tts(s, self.language, reg)),
+            ("lipsync", "lip-sync", lambda: make_lipsync(s, reg)),
+            ("llm:local", "language model", lambda: make_llm(s, reg)),
+            (asr_key(self.language), "speech model", lambda: reg.get(asr_key(self.language),
+                                                                      lambda: load_whisper(self.language, s))),
+        ]
+        results = []
+        for key, what, load in steps:
+            if not reg.loaded(key):
+                progress(what)
+            results.append(await asyncio.to_thread(load))
+        self.vad_session, self.tts, self.lipsync, self.llm, whisper = results
+        self.asr = WhisperASR(whisper, self.language)
+
+    @property
+    def ready(self) -> bool:
+        return self.asr is not None
+
+    # --- hearing ------------------------------------------------------------------------------
+
+    def hear(self, speaker: str, packet: bytes) -> list[SpeechStarted | SpeechEnded]:
+        """One Opus packet of a participant's microphone through the VAD (fast: under a millisecond)."""
+        if self.vad_session is None:
+            return []                                   # still loading: nothing to listen with yet
+        decoder = self._decoders.get(speaker)
+        if decoder is None:
+            decoder = self._decoders[speaker] = OpusDecoder()
+        try:
+            pcm = decoder.decode(packet)
+        except AudioError:
+            return []
+        stream = self._streams.get(speaker)
+        if stream is None:
+            stream = self._streams[speaker] = VADStream(self.vad_session, speaker)
+        return stream.feed_frame(AudioIn(speaker, pcm, MIC_RATE, time.monotonic() - len(pcm) / MIC_RATE))
+
+    def end_of_audio(self, speaker: str) -> list[SpeechEnded]:
+        stream = self._streams.pop(speaker, None)
+        self._decoders.pop(speaker, None)
+        return [f for f in stream.finish() if isinstance(f, SpeechEnded)] if stream is not None else []
+
+    def forget(self, speaker: str) -> None:
+        self._streams.pop(speaker, None)
+        self._decoders.pop(speaker, None)
+
+    async def transcribe(self, utterance: SpeechEnded) -> Transcript | ErrorFrame | None:
+        if self.asr is None:
+            return ErrorFrame("asr", "The speech model is still loading.")
+        async for frame in self.asr.process(utterance):
+            return frame
+        return None
+
+    # --- speaking -----------------------------------------------------------------------------
+
+    def prompt(self, name: str, question: str, asker: str, recent: str, agenda: str) -> list[dict]:
+        lines = [ln for ln in recent.splitlines() if ln.strip()]
+        return build_messages(question, self.language, name, lines, agenda)
+
+    async def answer(self, messages: list[dict], voice: HostVoice, turn: TurnTimes) -> str | ErrorFrame:
+        """Stream the LLM's reply and speak it sentence by sentence while it is still being written."""
+        if self.llm is None:
+            return ErrorFrame("llm", "The language model is still loading: ask again in a moment.")
+        stage = LLMStage(self.llm, self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"])
+        splitter, sentences = SentenceSplitter(), asyncio.Queue()
+        speaker = asyncio.create_task(self._speak(sentences, voice, turn))
+        parts: list[str] = []
+        try:
+            async for frame in stage.process(messages):
+                if isinstance(frame, ErrorFrame):
+                    return frame
+                if turn.llm_first_token is None:
+                    turn.llm_first_token = time.monotonic()
+                parts.append(frame.text)
+                for sentence in splitter.feed(frame.text):
+                    turn.first_sentence = turn.first_sentence or time.monotonic()
+                    sentences.put_nowait(sentence)
+            last = splitter.flush()
+            if last.text.strip():
+                turn.first_sentence = turn.first_sentence or time.monotonic()
+                sentences.put_nowait(last)
+            sentences.put_nowait(None)
+            await speaker
+            await voice.end_utterance()
+        finally:
+            stage.cancel()
+            speaker.cancel()
+        turn.first_audio = voice.first_packet_at
+        return "".join(parts).strip()
+
+    async def say(self, text: str, voice: HostVoice, turn: TurnTimes | None = None) -> None:
+        """Speak a text that is already whole (agenda, summary)."""
+        splitter, sentences = SentenceSplitter(), asyncio.Queue()
+        for sentence in splitter.feed(text) + [splitter.flush()]:
+            if sentence.text.strip():
+                sentences.put_nowait(sentence)
+        sentences.put_nowait(None)
+        if turn is not None:
+            turn.first_sentence = time.monotonic()
+        await self._speak(sentences, voice, turn)
+        await voice.end_utterance()
+        if turn is not None:
+            turn.first_audio = voice.first_packet_at
+
+    async def _speak(self, sentences: asyncio.Queue, voice: HostVoice, turn: TurnTimes | None) -> None:
+        while (sentence := await sentences.get()) is not None:
+            audio = await self._synthesize(sentence)
+            if audio is None:
+                continue
+            if turn is not None and turn.tts_done is None:
+                turn.tts_done = time.monotonic()
+            track = await asyncio.to_thread(self.lipsync.track, audio)
+            if turn is not None and turn.lipsync_done is None:
+                turn.lipsync_done = time.monotonic()
+            await voice.say(audio, track)
+
+    async def _synthesize(self, sentence: Sentence) -> SpeechAudio | None:
+        if self.tts is None:
+            return None
+        async for frame in self.tts.process(sentence):
+            if isinstance(frame, ErrorFrame):
+                log.warning("tts: %s", frame.message)
+                return None
+            return frame if frame.duration > 0 else None
+        return None
+
+    async def summarize(self, lines: list[Line], timeout: float | None = None) -> str:
+        """The LLM's two-sentence summary followed by the extractive one (topics and key points), so the
+        summary always names what was actually said; the extractive part alone when the LLM fails."""
+        extract = extractive_summary(lines, self.language)
+        if not lines or self.llm is None:
+            return extract
+        ask = "用两句话总结这次会议。" if self.language == "zh" else "Summarize this meeting in two sentences."
+        messages = build_messages(ask, self.language, self.settings["HOST_NAME"],
+                                  [f"{ln.name}: {ln.text}" for ln in lines[-40:]])
+        stage, parts = LLMStage(self.llm, timeout or self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"]), []
+        async for frame in stage.process(messages):
+            if isinstance(frame, ErrorFrame):
+                return extract
+            parts.append(frame.text)
+        text = " ".join("".join(parts).split())
+        return f"{text} {extract}" if text else extract
