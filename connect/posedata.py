@@ -181,3 +181,23 @@ class PoseStream:
 
     def encode_values(self, values: dict[str, float]) -> bytes:
         return self.encode(quantize(values, self.bits))
+
+
+class PoseReceiver:
+    """A receiver's view of every sender's face: key frames kept by (sender, key id), deltas applied to them.
+    A delta whose key frame never arrived is skipped, as the page does."""
+
+    def __init__(self):
+        self._keys: dict[int, tuple[int, list[int]]] = {}
+
+    def read(self, sender: int, data: bytes) -> dict[str, float] | None:
+        head = read_header(data)
+        if head.key:
+            _, q = decode(data)
+            self._keys[sender] = (head.key_id, q)
+        else:
+            key = self._keys.get(sender)
+            if key is None or key[0] != head.key_id:
+                return None
+            _, q = decode(data, key[1])
+        return dequantize(q, head.bits)

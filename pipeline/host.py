@@ -64,6 +64,7 @@ class AIHost:
         self._agenda_next = 0
         self._humans = 0
         self._ready = False
+        self._summary: tuple[int, str] | None = None
         self._closed = False
         room.attach(self.member.user_id, self.member.nonce, HostChannel(self))
         room.listeners.append(self)
@@ -200,8 +201,7 @@ class AIHost:
         self._status("thinking")
         try:
             if request.intent == "summary":
-                text = await self.speech.summarize(self.transcript.lines())
-                reply = await self._say_text(text, turn)
+                reply = await self._say_text(await self.summary(), turn)
             elif request.intent == "agenda":
                 reply = await self._say_text(agenda_mod.describe(self.room.agenda, self.language), turn)
             else:
@@ -215,6 +215,13 @@ class AIHost:
         if reply:
             self._post(reply)
         self.turns = (self.turns + [turn])[-20:]
+
+    async def summary(self) -> str:
+        """The meeting's summary; made again only when people said something since the last one."""
+        lines = [ln for ln in self.transcript.lines() if ln.speaker != self.member.user_id]
+        if self._summary is None or self._summary[0] != len(lines):
+            self._summary = (len(lines), await self.speech.summarize(lines))
+        return self._summary[1]
 
     def _messages(self, request: Request, member: Participant) -> list[dict]:
         return self.speech.prompt(self.name, request.text or "Hello", member.display_name,

@@ -73,8 +73,7 @@ class HostManager:
             return extractive_summary([], language)
         if record.host is None:
             return extractive_summary(record.transcript.lines(), language)
-        future = self.runtime.submit(record.host.speech.summarize(record.transcript.lines()))
-        return future.result(timeout)
+        return self.runtime.submit(record.host.summary()).result(timeout)
 
     def shutdown(self) -> None:
         for room_id in list(self._records):

@@ -191,7 +191,8 @@ class LocalLlama:
 
 def load_local_llama(settings: dict) -> LocalLlama:
     """ModelRegistry loader for "llm:local"."""
-    return LocalLlama(settings.get("LLM_GGUF") or default_gguf(), max_tokens=settings.get("LLM_MAX_TOKENS", 120))
+    return LocalLlama(settings.get("LLM_GGUF") or default_gguf(), n_threads=settings.get("LLM_THREADS", 1),
+                      max_tokens=settings.get("LLM_MAX_TOKENS", 120))
 
 
 def make_llm(settings: dict, registry: Any = None) -> ChatBackend:

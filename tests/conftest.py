@@ -58,12 +58,12 @@ class LiveServer:
                 time.sleep(0.1)
         raise RuntimeError("server did not start within 30 s")
 
-    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 30) -> tuple[int, dict]:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())

@@ -1,0 +1,137 @@
+"""The AI host with the real models over real sockets: it hears, answers when addressed, keeps the agenda,
+summarises, stops when talked over, and survives a dead LLM."""
+import itertools
+import threading
+import time
+import uuid
+
+import pytest
+
+from connect import protocol as p
+from tests.hostutil import HostWatch, send_microphone, spoken
+from tests.wsclient import MeetingClient
+
+LOAD_TIMEOUT = 180            # the first room of a process loads every model
+_n = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def host_server(live_server_factory):
+    return live_server_factory({"HOST_ENABLED": 1})
+
+
+def open_room(server, **create) -> tuple[str, MeetingClient, HostWatch]:
+    room_id = f"host-{next(_n)}-{uuid.uuid4().hex[:6]}"
+    status, body = server.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": room_id, **create})
+    assert status == 201, body
+    client = MeetingClient(server, room_id)
+    watch = HostWatch(body["host"]["slot"])
+    watch.listen(client, LOAD_TIMEOUT, until=lambda w, m: isinstance(m, p.HostStatus) and m.state == "listening")
+    assert watch.statuses and watch.statuses[-1].state == "listening", watch.statuses
+    return room_id, client, watch
+
+
+def until_end(watch, msg) -> bool:
+    return isinstance(msg, p.AudioStop)
+
+
+def test_a_spoken_question_is_heard_and_answered_with_voice_and_mouth(host_server):
+    room_id, alice, _ = open_room(host_server, agenda=[{"title": "Budget review", "minutes": 30}])
+    bob = MeetingClient(host_server, room_id)
+    watch = HostWatch(alice.slot and 0)
+    watch.host_slot = host_server.api("GET", f"/api/meeting/{room_id}")[1]["host"]["slot"]
+    watch.listen(bob, 30, until=until_end)                 # the agenda's first announcement
+    watch.audio.clear()
+    watch.mouth.clear()
+    send_microphone(alice, spoken("AI, what is on the agenda?"))
+    watch.listen(bob, 60, until=until_end)
+    lines = host_server.api("GET", f"/api/meeting/{room_id}/transcript")[1]["lines"]
+    heard = [ln["text"].lower() for ln in lines if ln["speaker"] == alice.user_id]
+    assert heard and "agenda" in heard[-1] and lines[-1]["source"] == "voice", lines
+    assert len(watch.audio) > 25, "the answer reached Bob as audio"
+    assert watch.ends and watch.ends[-1].reason == p.AudioEnd.FINISHED
+    assert any("Budget review" in text for text in watch.chats), watch.chats
+    loud = max(r for _, r in watch.audio) * 0.3
+    assert watch.mouth_when(loud=True, threshold=loud) > watch.mouth_when(loud=False, threshold=loud) + 0.1
+    turns = host_server.api("GET", f"/api/meeting/{room_id}/host")[1]["turns"]
+    assert turns[-1]["source"] == "voice" and turns[-1]["asr_done_ms"] is not None
+
+
+def test_agenda_announcements_and_warnings_arrive_in_order(host_server):
+    agenda = [{"title": "Roadmap", "minutes": 0.15}, {"title": "Hiring", "minutes": 0.15}]
+    _, alice, watch = open_room(host_server, agenda=agenda)
+    watch.listen(alice, 40, until=lambda w, m: isinstance(m, p.Chat) and "last agenda item" in m.text)
+    said = [t for t in watch.chats if "Roadmap" in t or "Hiring" in t or "last agenda" in t]
+    assert len(said) == 5, said
+    assert "item 1 of 2: Roadmap" in said[0] and "left for Roadmap" in said[1]
+    assert "item 2 of 2: Hiring" in said[2] and "left for Hiring" in said[3] and "last agenda item" in said[4]
+    assert len(watch.audio) > 20, "the announcements are spoken too"
+
+
+def test_summary_mentions_what_was_said(host_server):
+    room_id, alice, watch = open_room(host_server)
+    bob = MeetingClient(host_server, room_id)
+    script = [(alice, "Let's talk about the marketing budget for the spring launch."),
+              (bob, "The marketing budget should double for the launch."),
+              (alice, "Agreed, the launch date stays in April.")]
+    for client, text in script:
+        client.send(p.Chat(text))
+        time.sleep(0.2)
+    alice.send(p.Chat("@AI summarize"))
+    watch.listen(alice, 60, until=lambda w, m: isinstance(m, p.Chat) and m.slot == w.host_slot)
+    assert watch.chats and "budget" in watch.chats[-1].lower() and "launch" in watch.chats[-1].lower()
+    summary = host_server.api("GET", f"/api/meeting/{room_id}/summary")[1]["summary"].lower()
+    assert "marketing" in summary or "budget" in summary
+    watch.listen(alice, 60, until=until_end)
+    assert len(watch.audio) > 25, "the summary was spoken"
+
+
+def test_the_host_answers_only_when_addressed(host_server):
+    _, alice, watch = open_room(host_server)
+    alice.send(p.Chat("I think the AI demo went well, what do you all think?"))
+    watch.listen(alice, 4)
+    assert not watch.audio and not watch.chats
+
+
+def test_barge_in_stops_the_host(host_server):
+    room_id, alice, _ = open_room(host_server, agenda=[{"title": "Quarterly numbers and the long plan", "minutes": 30}])
+    bob = MeetingClient(host_server, room_id)
+    watch = HostWatch(host_server.api("GET", f"/api/meeting/{room_id}")[1]["host"]["slot"])
+    watch.listen(bob, 30, until=until_end)
+    alice.send(p.Chat("@AI what is on the agenda? Please read it slowly."))
+    watch.listen(bob, 30, until=lambda w, m: isinstance(m, p.Audio))   # the host is speaking
+    speech = spoken("Sorry, let me interrupt you there.")
+    onset = time.monotonic() + 0.5                                     # after the leading silence
+    mic = threading.Thread(target=send_microphone, args=(alice, speech))
+    mic.start()                                                        # Bob listens while Alice talks
+    watch.listen(bob, 10, until=lambda w, m: isinstance(m, p.AudioStop))
+    mic.join()
+    assert watch.ends and watch.ends[-1].reason == p.AudioEnd.INTERRUPTED
+    stopped = max(t for t, _ in watch.audio)
+    assert stopped - onset < 1.0, f"audio kept coming {stopped - onset:.2f} s after the interruption"
+    count = len(watch.audio)
+    watch.listen(bob, 2)
+    assert len(watch.audio) == count, "nothing queued was played after the barge-in"
+
+
+def test_an_unreachable_llm_gives_a_clear_message_and_the_room_goes_on(live_server_factory):
+    server = live_server_factory({"HOST_ENABLED": 1, "LLM_BASE_URL": "http://127.0.0.1:9/v1", "LLM_TIMEOUT": 5})
+    room_id, alice, watch = open_room(server)
+    bob = MeetingClient(server, room_id)
+    for attempt in range(2):
+        alice.send(p.Chat(f"@AI hello number {attempt}"))
+        watch.listen(alice, 20, until=lambda w, m: isinstance(m, p.Chat) and m.slot == w.host_slot)
+        assert "language model is unreachable" in watch.chats[-1], watch.chats
+    assert any(s.state == "error" for s in watch.statuses)
+    alice.send(p.Chat("@AI what is on the agenda?"))                  # what needs no LLM still works
+    watch.listen(alice, 30, until=lambda w, m: isinstance(m, p.Chat) and "agenda" in m.text)
+    bob.drain(0.3)
+    alice.send(p.Chat("the room goes on"))
+    assert bob.expect(p.Chat, where=lambda m: m.text == "the room goes on")
+
+
+def test_a_chinese_room_speaks_through_espeak(host_server):
+    _, alice, watch = open_room(host_server, language="zh", agenda=[{"title": "预算", "minutes": 30}])
+    watch.listen(alice, 30, until=until_end)                           # 第1项议程：预算 …
+    assert any("预算" in t for t in watch.chats), watch.chats
+    assert len(watch.audio) > 10 and max(r for _, r in watch.audio) > 0.01
