@@ -40,8 +40,10 @@ class SentenceSplitter:
     one. A long run without an end is cut at a comma or space after about `SOFT_LIMIT` characters.
     """
 
-    def __init__(self, soft_limit: int = SOFT_LIMIT):
-        self.soft_limit = soft_limit
+    def __init__(self, soft_limit: int = SOFT_LIMIT, first_clause: int = 0):
+        """`first_clause` > 0: the reply's first piece may end at a comma once it is that long, so the voice
+        can start on a short clause while the rest is still being written."""
+        self.soft_limit, self.first_clause = soft_limit, first_clause
         self.reset()
 
     def reset(self) -> None:
@@ -124,6 +126,10 @@ class SentenceSplitter:
 
     def _find_cut(self) -> int:
         buf = self._buf
+        if self._index == 0 and self.first_clause:
+            for i in range(self.first_clause, len(buf) - 1):
+                if buf[i - 1] in CUT_MARKS and not buf[i].isdigit():
+                    return i
         if len(buf) < self.soft_limit:
             return 0
         for marks in (CUT_MARKS, " "):

@@ -25,6 +25,7 @@ from pipeline.voice import HostVoice
 
 log = logging.getLogger(__name__)
 MIC_RATE = 48000
+FIRST_CLAUSE = 16           # characters: a reply's first clause is spoken on its own once it is this long
 
 
 @dataclass
@@ -42,7 +43,7 @@ class TurnTimes:
 
     def as_json(self) -> dict:
         """Milliseconds from `heard` to each stage, and each stage's own share."""
-        out: dict = {"source": self.source}
+        out: dict = {"source": self.source, "heard_at": self.heard}
         previous = self.heard
         for f in fields(self)[2:]:
             t = getattr(self, f.name)
@@ -135,7 +136,7 @@ class HostSpeech:
         if self.llm is None:
             return ErrorFrame("llm", "The language model is still loading: ask again in a moment.")
         stage = LLMStage(self.llm, self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"])
-        splitter, sentences = SentenceSplitter(), asyncio.Queue()
+        splitter, sentences = SentenceSplitter(first_clause=FIRST_CLAUSE), asyncio.Queue()
         speaker = asyncio.create_task(self._speak(sentences, voice, turn))
         parts: list[str] = []
         try:

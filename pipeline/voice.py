@@ -78,25 +78,29 @@ class HostVoice:
                 log.exception("host voice failed on a sentence")
 
     async def _play(self, audio: SpeechAudio, track: MouthTrack) -> None:
+        """Encode each packet just before it is due (the first leaves at once) and send it."""
         encoder = OpusEncoder(audio.sample_rate, self.bitrate, self.frame_ms)
-        packets = encoder.encode(audio.pcm) + encoder.flush()
         if not self.speaking:
             self.speaking, self._utterance_ms = True, 0
             self.first_packet_at = None
             self.on_state(True)
         start = time.monotonic()
         self._track, self._t0 = track, start
-        step = self.frame_ms / 1000.0
-        for i, packet in enumerate(packets):
-            delay = start + i * step - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self.first_packet_at is None:
-                self.first_packet_at = time.monotonic()
-            self.send(p.encode(p.Audio(self._seq, packet, self.slot, self._utterance_ms + i * self.frame_ms)))
-            self._seq = (self._seq + 1) & 0xFFFF
-        self._utterance_ms += len(packets) * self.frame_ms
-        rest = start + len(packets) * step - time.monotonic()
+        step, n = self.frame_ms / 1000.0, int(audio.sample_rate * self.frame_ms / 1000)
+        slices = [audio.pcm[i:i + n] for i in range(0, len(audio.pcm), n)]
+        sent = 0
+        for piece in slices + [None]:
+            for packet in encoder.encode(piece) if piece is not None else encoder.flush():
+                delay = start + sent * step - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self.first_packet_at is None:
+                    self.first_packet_at = time.monotonic()
+                self.send(p.encode(p.Audio(self._seq, packet, self.slot, self._utterance_ms + sent * self.frame_ms)))
+                self._seq = (self._seq + 1) & 0xFFFF
+                sent += 1
+        self._utterance_ms += sent * self.frame_ms
+        rest = start + sent * step - time.monotonic()
         if rest > 0:
             await asyncio.sleep(rest)
 
