@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 import config as config_module
 from connect import api, pages, websocket
 from connect.tokens import JoinTokens
+from connect.reader import SocketReader
 from connect.writer import SocketWriter
 from meeting.manager import MeetingManager, MeetingSettings
 from pipeline.hosts import HostManager
@@ -29,6 +30,7 @@ class Services:
     manager: MeetingManager
     tokens: JoinTokens
     writer: SocketWriter
+    reader: SocketReader
     hosts: HostManager
     static_version: str
 
@@ -60,6 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
             chat_rate=settings["CHAT_RATE"], chat_burst=settings["CHAT_BURST"])),
         tokens=JoinTokens(settings["SECRET_KEY"], settings["JOIN_TOKEN_TTL"]),
         writer=SocketWriter(settings["WS_PING_INTERVAL"]),
+        reader=SocketReader(),
         hosts=HostManager(settings),
         static_version=_static_version())
     services = app.extensions["avatar"]

@@ -1,23 +1,30 @@
-"""The WebSocket data channel at /ws/meeting/<room_id>: one session per socket, on the socket's own thread."""
+"""The WebSocket data channel at /ws/meeting/<room_id>.
+
+flask-sock does the upgrade (permessage-deflate is never agreed: frames of tens of bytes gain nothing from it).
+The socket then belongs to the process's reader thread (connect.reader), which hands each message to this
+socket's `MeetingSession`, and to its writer thread (connect.writer). The request's own thread only waits for
+the end and tidies up.
+"""
 from __future__ import annotations
 
 import logging
-import time
+import os
+import socket
+import threading
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_sock import Sock
-from simple_websocket import ConnectionClosed
 
 from connect import protocol as p
-from connect.writer import CLOSE_REQUEST, WebSocketChannel
+from connect.writer import WebSocketChannel
+from connect.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameParser, pong_frame
 from meeting.errors import NotInRoom, RoomNotFound, UserAlreadyInRoom
 from meeting.participant import Participant
 from meeting.room import JitsiRoom
 
 log = logging.getLogger(__name__)
 C = p.CloseCode
-_SLICE = 5.0                    # seconds between checks that the socket is still open
-HARD_MESSAGE_LIMIT = 65536      # simple-websocket's own cap, a memory guard; the protocol's limit is lower
+HARD_MESSAGE_LIMIT = 65536      # frames above this are refused before they are read whole (1009)
 
 
 class SessionEnd(Exception):
@@ -27,50 +34,25 @@ class SessionEnd(Exception):
 
 
 class MeetingSession:
-    """JOIN first (with a join token), then POSE and CHAT until the socket closes."""
+    """JOIN first (with a join token), then POSE, CHAT and AUDIO until the socket closes. Runs on the
+    reader thread, one message at a time."""
 
-    def __init__(self, ws, room_id: str, services):
-        self.ws, self.room_id, self.services = ws, room_id, services
-        self.cfg = services.config
-        self.channel = WebSocketChannel(ws, services.writer, self.cfg["WS_SEND_BUFFER"])
+    def __init__(self, conn: Connection, room_id: str, services):
+        self.conn, self.room_id, self.services = conn, room_id, services
         self.room: JitsiRoom | None = None
         self.member: Participant | None = None
+        self.bad = 0
 
-    def run(self) -> None:
-        code, reason = C.NORMAL, "bye"
+    def on_message(self, data: bytes) -> None:
         try:
-            self._join()
-            self._serve()
+            if self.member is None:
+                self._join(data)
+            else:
+                self._serve(data)
         except SessionEnd as end:
-            code, reason = end.code, end.reason
-        except ConnectionClosed:
-            code, reason = C.NORMAL, "peer closed"
-        finally:
-            self._leave(code, reason)
+            self.conn.close(end.code, end.reason)
 
-    def _receive(self, timeout: float | None = None):
-        """The next message; None after `timeout`. simple-websocket can drop the socket without waking the
-        receiver (e.g. after its own size check), so the wait is cut into slices that re-check the socket."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
-            data = self.ws.receive(timeout=max(wait, 0))
-            if data is not None or not self.ws.connected:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-        if data is None:
-            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
-        if data is CLOSE_REQUEST:
-            raise SessionEnd(*self.channel.close_request)
-        if isinstance(data, str):
-            raise SessionEnd(C.UNSUPPORTED_DATA, "messages are binary msgpack")
-        return data
-
-    def _join(self) -> None:
-        data = self._receive(timeout=self.cfg["JOIN_TIMEOUT"])
-        if data is None:
-            raise SessionEnd(C.JOIN_TIMEOUT, "no JOIN within the join timeout")
+    def _join(self, data: bytes) -> None:
         try:
             msg = p.decode_client(data)
         except p.ProtocolError as exc:
@@ -84,7 +66,7 @@ class MeetingSession:
             self.room = self.services.manager.get_room(self.room_id)
             if claim.room_id != self.room_id:
                 raise SessionEnd(C.BAD_TOKEN, "the join token is for another room")
-            self.member = self.room.attach(claim.user_id, claim.nonce, self.channel)
+            self.member = self.room.attach(claim.user_id, claim.nonce, self.conn.channel)
         except RoomNotFound:
             raise SessionEnd(C.ROOM_NOT_FOUND, "the room does not exist") from None
         except NotInRoom:
@@ -92,49 +74,107 @@ class MeetingSession:
         except UserAlreadyInRoom:
             raise SessionEnd(C.DUPLICATE, "this user already has a channel open in the room") from None
 
-    def _serve(self) -> None:
-        room, member, bad = self.room, self.member, 0
-        max_bad = self.cfg["MAX_BAD_MESSAGES"]
-        while True:
-            data = self._receive()
-            try:
-                msg = p.decode_client(data)
-            except p.ProtocolError as exc:
-                if exc.close_code:
-                    raise SessionEnd(exc.close_code, exc.message) from None
-                bad += 1
-                if bad >= max_bad:
-                    raise SessionEnd(C.BAD_MESSAGES, f"{bad} invalid messages in a row") from None
-                member.send(p.encode(p.Error(exc.code, exc.message)))
-                continue
-            bad = 0
-            if isinstance(msg, p.Pose):
-                room.relay_pose(member, msg.data)
-            elif isinstance(msg, p.Audio):
-                room.hear_audio(member, msg)
-            elif isinstance(msg, p.AudioStop):
-                room.hear_audio_end(member)
-            elif isinstance(msg, p.Chat):
-                if room.post_chat(member, msg.text) is None:
-                    member.send(p.encode(p.Error("rate_limited", "too many chat messages: slow down")))
-            else:
-                member.send(p.encode(p.Error("not_allowed", "already joined")))
+    def _serve(self, data: bytes) -> None:
+        room, member = self.room, self.member
+        try:
+            msg = p.decode_client(data)
+        except p.ProtocolError as exc:
+            if exc.close_code:
+                raise SessionEnd(exc.close_code, exc.message) from None
+            self.bad += 1
+            if self.bad >= self.services.config["MAX_BAD_MESSAGES"]:
+                raise SessionEnd(C.BAD_MESSAGES, f"{self.bad} invalid messages in a row") from None
+            member.send(p.encode(p.Error(exc.code, exc.message)))
+            return
+        self.bad = 0
+        if isinstance(msg, p.Pose):
+            room.relay_pose(member, msg.data)
+        elif isinstance(msg, p.Audio):
+            room.hear_audio(member, msg)
+        elif isinstance(msg, p.AudioStop):
+            room.hear_audio_end(member)
+        elif isinstance(msg, p.Chat):
+            if room.post_chat(member, msg.text) is None:
+                member.send(p.encode(p.Error("rate_limited", "too many chat messages: slow down")))
+        else:
+            member.send(p.encode(p.Error("not_allowed", "already joined")))
 
-    def _leave(self, code: int, reason: str) -> None:
+    def leave(self) -> None:
         if self.member is not None and self.room is not None:
             try:
                 self.room.remove(self.member.user_id)
             except NotInRoom:
                 pass                                   # already removed by the HTTP leave
-        if code != C.NORMAL or reason != "peer closed":
-            log.info("room %s: socket closed %d (%s)", self.room_id, code, reason)
-        self.channel.shutdown(code, reason)
+
+
+class Connection:
+    """One data-channel socket: its frames in (on the reader thread), its channel out (the writer thread)."""
+
+    def __init__(self, ws, room_id: str, services):
+        # A private socket object on a dup of the descriptor, so our non-blocking reads and writes are our own.
+        self.sock = socket.socket(fileno=os.dup(ws.sock.fileno()))
+        self.channel = WebSocketChannel(self.sock, services.writer, services.config["WS_SEND_BUFFER"])
+        self.parser = FrameParser(HARD_MESSAGE_LIMIT)
+        self.session = MeetingSession(self, room_id, services)
+        self.finished = threading.Event()          # the reader is done with the socket
+        self.done_reading = False
+
+    def on_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_BINARY:
+            self.session.on_message(payload)
+        elif opcode == OP_TEXT:
+            self.close(C.UNSUPPORTED_DATA, "messages are binary msgpack")
+        elif opcode == OP_PING:
+            self.channel.send_control(pong_frame(payload))
+        elif opcode == OP_PONG:
+            self.channel.pong_received = True
+        elif opcode == OP_CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else C.NORMAL
+            self.close(code if 1000 <= code < 5000 and code not in (1005, 1006, 1015) else C.NORMAL, "bye")
+
+    def close(self, code: int, reason: str) -> None:
+        """Stop reading, send a close frame after what is queued, and shut the socket."""
+        self.done_reading = True
+        self.channel.close(code, reason)
+        if code not in (C.NORMAL, C.GOING_AWAY):
+            log.info("room %s: socket closed %d (%s)", self.session.room_id, code, reason)
+
+    def on_eof(self) -> None:
+        self.done_reading = True
+
+    def end(self) -> None:
+        self.session.leave()
+        self.channel.release()
+
+
+class _NoReaderThread:
+    """simple-websocket starts a reader thread per socket; ours never runs, since connect.reader reads."""
+
+    name = "unused"
+
+    def __init__(self, target=None, **kwargs):
+        pass
+
+    def start(self) -> None:
+        pass
 
 
 def init_app(app: Flask) -> None:
     sock = Sock(app)
-    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": HARD_MESSAGE_LIMIT, "ping_interval": None}
+    app.config["SOCK_SERVER_OPTIONS"] = {"thread_class": _NoReaderThread, "ping_interval": None}
+
+    @app.before_request
+    def _no_compression():
+        if request.path.startswith("/ws/"):
+            request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
 
     @sock.route("/ws/meeting/<room_id>")
     def meeting_socket(ws, room_id):
-        MeetingSession(ws, room_id, current_app.extensions["avatar"]).run()
+        services = current_app.extensions["avatar"]
+        conn = Connection(ws, room_id, services)
+        services.reader.add(conn)
+        if not conn.finished.wait(services.config["JOIN_TIMEOUT"]) and conn.session.member is None:
+            conn.close(C.JOIN_TIMEOUT, "no JOIN within the join timeout")
+        conn.finished.wait()
+        conn.end()
+        ws.connected = False                        # flask-sock's own close must not write to the socket

@@ -16,32 +16,11 @@ import threading
 import time
 from collections import deque
 
-from wsproto.events import CloseConnection
+from connect.wsframes import PING_FRAME, close_frame, frame_all
 
 log = logging.getLogger(__name__)
 
-_SMALL_HEADERS = tuple(bytes((0x82, n)) for n in range(126))     # FIN + binary opcode, unmasked
-PING_FRAME = b"\x89\x00"
 DONE, BLOCKED, DEAD = 0, 1, 2
-
-
-def frame_header(n: int) -> bytes:
-    """The header of an unmasked binary WebSocket frame (server to client) with an n-byte payload."""
-    if n < 126:
-        return _SMALL_HEADERS[n]
-    if n < 65536:
-        return b"\x82\x7e" + n.to_bytes(2, "big")
-    return b"\x82\x7f" + n.to_bytes(8, "big")
-
-
-def frame_all(payloads: list[bytes]) -> bytes:
-    """Several messages as consecutive frames in one buffer, for one send."""
-    parts = []
-    for p in payloads:
-        n = len(p)
-        parts.append(_SMALL_HEADERS[n] if n < 126 else frame_header(n))
-        parts.append(p)
-    return b"".join(parts)
 
 
 class SocketWriter:
@@ -52,6 +31,7 @@ class SocketWriter:
         self._dirty: deque = deque()
         self._wake_pending = False
         self._channels: set = set()
+        self._removals: deque = deque()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -80,8 +60,13 @@ class SocketWriter:
             self._channels.add(channel)
 
     def remove(self, channel) -> None:
+        """Forget `channel`; returns once the writer thread no longer watches its socket (so it may be closed)."""
         with self._lock:
             self._channels.discard(channel)
+        done = threading.Event()
+        self._removals.append((channel, done))
+        self._poke()
+        done.wait(1.0)
 
     def wake(self, channel) -> None:
         """Called by any thread when `channel` has something to write. Never blocks."""
@@ -118,13 +103,22 @@ class SocketWriter:
             while dirty:
                 channel = dirty.popleft()
                 if channel in parked:
-                    continue                       # waits for its socket to drain
+                    if channel.close_request is None:
+                        continue                   # waits for its socket to drain
+                    self._sel.unregister(channel.sock)      # being closed: no more waiting
+                    parked.discard(channel)
                 if channel.flush() == BLOCKED:
                     parked.add(channel)
                     self._sel.register(channel.sock, selectors.EVENT_WRITE, channel)
             for channel in [c for c in parked if c.closed]:
                 self._sel.unregister(channel.sock)
                 parked.discard(channel)
+            while self._removals:
+                channel, done = self._removals.popleft()
+                if channel in parked:
+                    self._sel.unregister(channel.sock)
+                    parked.discard(channel)
+                done.set()
             if self.ping_interval and time.monotonic() >= next_ping:
                 next_ping = time.monotonic() + self.ping_interval
                 with self._lock:
@@ -134,21 +128,22 @@ class SocketWriter:
 
 
 class WebSocketChannel:
-    """A participant's data channel over a flask-sock WebSocket (implements meeting.participant.DataChannel)."""
+    """A participant's data channel over a WebSocket (implements meeting.participant.DataChannel). Only the
+    writer thread writes to the socket: data, control frames, and the close frame that ends it."""
 
-    def __init__(self, ws, writer: SocketWriter, send_buffer: int = 0):
-        self.ws, self.writer = ws, writer
-        # A private socket object on a dup of the descriptor: writes use MSG_DONTWAIT whatever timeout the
-        # server set on its own object, and never disturb the reader thread's blocking recv.
-        self.sock = socket.socket(fileno=os.dup(ws.sock.fileno()))
+    def __init__(self, sock: socket.socket, writer: SocketWriter, send_buffer: int = 0):
+        self.sock, self.writer = sock, writer
         if send_buffer:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         self.lock = threading.Lock()
         self.outbox = None
         self.pending = b""
-        self.closed = False
+        self.closed = False                       # nothing more will be written
+        self.shut = threading.Event()             # set once the socket is shut down
         self.close_request: tuple[int, str] | None = None
+        self.pong_received = True
         self.bytes_out = 0
+        self._control: deque[bytes] = deque()
         self._awaiting_pong = False
         writer.add(self)
 
@@ -161,11 +156,16 @@ class WebSocketChannel:
         self.writer.wake(self)
 
     def close(self, code: int, reason: str) -> None:
-        """Ask the session's own thread to close the socket (safe from any thread, never blocks)."""
-        if self.close_request is None and not self.closed:
+        """Send what is queued, then a close frame, then shut the socket. Safe from any thread."""
+        if self.close_request is None:
             self.close_request = (code, reason)
-            self.ws.input_buffer.append(CLOSE_REQUEST)
-            self.ws.event.set()
+            self.writer.wake(self)
+
+    # --- other threads ------------------------------------------------------------------------
+
+    def send_control(self, frame: bytes) -> None:
+        self._control.append(frame)
+        self.writer.wake(self)
 
     # --- writer side --------------------------------------------------------------------------
 
@@ -174,21 +174,32 @@ class WebSocketChannel:
             if self.closed:
                 return DEAD
             if self.pending and self._send(self.pending) != DONE:
+                if self.close_request is not None:   # a stuck reader being closed: no point waiting
+                    self._shutdown()
+                    return DEAD
                 return BLOCKED if not self.closed else DEAD
+            parts = []
+            while self._control:
+                parts.append(self._control.popleft())
             payloads = self.outbox.drain() if self.outbox is not None else []
-            if not payloads:
+            if payloads:
+                parts.append(frame_all(payloads))
+            if self.close_request is not None:
+                parts.append(close_frame(*self.close_request))
+            if not parts:
                 return DONE
-            return self._send(frame_all(payloads))
+            result = self._send(b"".join(parts))
+            if self.close_request is not None:
+                self._shutdown()
+                return DEAD
+            return result
 
     def ping(self) -> None:
-        if self._awaiting_pong and not self.ws.pong_received:
+        if self._awaiting_pong and not self.pong_received:
             self.close(1008, "ping timeout")
             return
-        self.ws.pong_received = False
-        self._awaiting_pong = True
-        with self.lock:
-            if not self.closed and not self.pending:
-                self._send(PING_FRAME)
+        self.pong_received, self._awaiting_pong = False, True
+        self.send_control(PING_FRAME)
 
     def _send(self, data: bytes) -> int:
         try:
@@ -196,40 +207,30 @@ class WebSocketChannel:
         except BlockingIOError:
             n = 0
         except OSError:
-            self.closed = True
+            self._shutdown()
             return DEAD
         self.bytes_out += n
         self.pending = data[n:] if n < len(data) else b""
         return BLOCKED if self.pending else DONE
 
-    # --- session side -------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.shut.set()
 
-    def shutdown(self, code: int, reason: str) -> None:
-        """Send a close frame (unless a half-written frame is stuck in the socket) and let go of it."""
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-            try:
-                if not self.pending and self.ws.connected:
-                    self.sock.send(self.ws.ws.send(CloseConnection(code, reason[:120])), socket.MSG_DONTWAIT)
-            except Exception:  # the peer is gone or the state machine is already closing
-                pass
-            self.ws.connected = False
-        self.release()
+    # --- the connection's end -----------------------------------------------------------------
 
     def release(self) -> None:
-        """Stop writing; give the reader thread a moment to see the peer's close, then cut the socket."""
-        self.closed = True
+        """The session is over: let the close frame go out (a moment at most), then free the socket."""
+        self.shut.wait(1.0)
+        with self.lock:
+            self.closed = True
         self.writer.remove(self)
-        thread = getattr(self.ws, "thread", None)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=1.0)
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
-
-
-CLOSE_REQUEST = object()
