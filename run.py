@@ -14,8 +14,8 @@ from werkzeug.exceptions import HTTPException
 
 import config as config_module
 from connect import api, pages, websocket
-from connect.tokens import JoinTokens
 from connect.reader import SocketReader
+from connect.tokens import JoinTokens
 from connect.writer import SocketWriter
 from meeting.manager import MeetingManager, MeetingSettings
 from pipeline.hosts import HostManager

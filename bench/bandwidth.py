@@ -10,7 +10,6 @@ right face. The same motion moves the astronaut photo in 640x480 frames encoded 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import pathlib
@@ -24,9 +23,9 @@ import numpy as np
 from skimage import data as skdata
 
 from bench import stats
-from bench.posegen import PoseStream, pose_sequence, quantized
+from bench.posegen import pose_sequence, quantized
 from bench.server import GunicornServer
-from bench.wsclient import WSProtocol, open_socket
+from bench.wsclient import Connection, EventLoop, open_websocket
 from connect import posedata
 from connect import protocol as p
 
@@ -44,7 +43,7 @@ def ws_frame_len(n: int) -> int:
 
 def encode_stream(values: np.ndarray, bits: int, key_every: int) -> tuple[list[bytes], list[list[int]]]:
     qs = quantized(values, bits)
-    stream = PoseStream(bits, key_every)
+    stream = posedata.PoseStream(bits, key_every)
     return [stream.encode(q) for q in qs], qs
 
 
@@ -84,21 +83,20 @@ def codec_recovery(payloads: list[bytes], qs: list[list[int]], fps: float) -> di
     return {"max_recovery_ms": round(worst / fps * 1000, 1), "wrong_faces_after_recovery": wrong}
 
 
-class Receiver(WSProtocol):
-    """Counts relayed POSE bytes and rebuilds the sender's face."""
+class Receiver(Connection):
+    """Counts relayed POSE bytes, checks them against what the sender sent, and rebuilds the face."""
 
-    def __init__(self, expected: dict[int, bytes]):
-        super().__init__()
+    def __init__(self, sock, leftover: bytes, expected: dict[int, bytes]):
+        super().__init__(sock, leftover)
         self.expected = expected           # seq -> the relayed message the server should send
         self.pose_bytes = self.pose_msgs = self.mismatched = 0
-        self.slot = None
+        self.slot: int | None = None
+        self.tier: p.Tier | None = None
         self.welcomed_at = 0.0
         self.decoder = FaceDecoder()
         self.first_face: tuple[float, int, list[int]] | None = None   # (time, seq, face) of the first face
-        self.ready = asyncio.get_running_loop().create_future()
-        self.tier = None
 
-    def on_binary(self, buf: bytearray, s: int, n: int, now: float) -> None:
+    def on_binary(self, buf, s: int, n: int, now: float) -> None:
         raw = bytes(buf[s:s + n])
         msg = p.decode_server(raw)
         if isinstance(msg, p.Pose):
@@ -110,62 +108,61 @@ class Receiver(WSProtocol):
             if self.decoder.feed(msg.data) and self.first_face is None:
                 self.first_face = (now, seq, list(self.decoder.face))
         elif isinstance(msg, p.Welcome):
-            self.slot = msg.slot
-            self.welcomed_at = now
+            self.slot, self.welcomed_at = msg.slot, now
         elif isinstance(msg, p.Tier):
             self.tier = msg
-            if not self.ready.done():
-                self.ready.set_result(True)
 
 
-async def _connect(server: GunicornServer, room_id: str, user_id: str, factory):
-    body = await asyncio.to_thread(server.join, room_id, user_id)
-    _, proto, _ = await open_socket("127.0.0.1", server.port, body["ws_url"], factory)
-    proto.send(p.encode(p.Join(body["token"])))
-    return proto
+def _connect(server: GunicornServer, loop: EventLoop, join: dict, expected: dict[int, bytes]) -> Receiver:
+    sock, rest = open_websocket("127.0.0.1", server.port, join["ws_url"])
+    conn = Receiver(sock, b"", expected)
+    loop.add(conn)
+    if rest:
+        conn.feed(rest, time.monotonic())
+    conn.send(p.encode(p.Join(join["token"])))
+    return conn
 
 
-async def _relay_run(server: GunicornServer, payloads: list[bytes], qs: list[list[int]], fps: float,
-                     late_at: float) -> dict:
-    room_id = f"bw-{int(time.time())}"
-    server.create_room(room_id, "sender", 4)
-    expected: dict[int, bytes] = {}
-    sender = await _connect(server, room_id, "sender", lambda: Receiver({}))
-    await asyncio.wait_for(sender.ready, 10)
-    receiver = await _connect(server, room_id, "receiver", lambda: Receiver(expected))
-    await asyncio.wait_for(receiver.ready, 10)
-    await asyncio.sleep(0.3)
-    loop = asyncio.get_running_loop()
-    t0, late, late_task = loop.time() + 0.1, None, None
-    sent_at: list[float] = []
-    for i, payload in enumerate(payloads):
-        expected[payload[1]] = p.relay_pose(payload, sender.slot)
-        await asyncio.sleep(max(0.0, t0 + i / fps - loop.time()))
-        if late_task is None and i / fps >= late_at:
-            late_task = loop.create_task(_connect(server, room_id, "late", lambda: Receiver(expected)))
-        sent_at.append(time.monotonic())
-        sender.send(p.encode(p.Pose(payload)))
-        if late_task is not None and late is None and late_task.done():
-            late = late_task.result()
-    await asyncio.sleep(0.5)
-    out = {"received_frames": receiver.pose_msgs, "pose_bytes": receiver.pose_bytes,
-           "mismatched": receiver.mismatched, "tier": [receiver.tier.fps, receiver.tier.bits]}
-    if late is not None and late.first_face is not None:
-        t, seq, face = late.first_face
-        idx = max(i for i in range(len(payloads)) if payloads[i][1] == seq and sent_at[i] <= t)
-        out["late_join_recovery_ms"] = round((t - late.welcomed_at) * 1000, 2)
-        out["late_join_face_correct"] = face == qs[idx]
-    for proto in (sender, receiver, late):
-        if proto is not None:
-            proto.close()
-    return out
-
-
-def relay_through_server(payloads, qs, fps: float, late_at: float) -> dict:
+def relay_through_server(payloads: list[bytes], qs: list[list[int]], fps: float, late_at: float) -> dict:
+    """Send the stream through the real server to one receiver; a second receiver joins at `late_at` s."""
     server = GunicornServer("run:create_app()", 64).start()
+    loop = EventLoop()
     try:
-        return asyncio.run(_relay_run(server, payloads, qs, fps, late_at))
+        room_id = "bandwidth"
+        server.create_room(room_id, "sender", 4)
+        joins = {u: server.join(room_id, u) for u in ("sender", "receiver", "late")}
+        expected: dict[int, bytes] = {}
+        sender = _connect(server, loop, joins["sender"], {})
+        receiver = _connect(server, loop, joins["receiver"], expected)
+        if not loop.run_until(time.monotonic() + 10, lambda: sender.tier and receiver.tier and sender.slot is not None):
+            raise TimeoutError("no WELCOME and TIER")
+        late: list[Receiver] = []
+        sent_at: list[float] = []
+        t0 = time.monotonic() + 0.2
+
+        def send(i: int) -> None:
+            expected[payloads[i][1]] = p.relay_pose(payloads[i], sender.slot)
+            sent_at.append(time.monotonic())
+            sender.send(p.encode(p.Pose(payloads[i])))
+
+        for i in range(len(payloads)):
+            loop.call_at(t0 + i / fps, lambda i=i: send(i))
+        loop.call_at(t0 + late_at, lambda: late.append(_connect(server, loop, joins["late"], expected)))
+        loop.run_until(t0 + len(payloads) / fps + 0.5)
+        out = {"received_frames": receiver.pose_msgs, "pose_bytes": receiver.pose_bytes,
+               "over_rate_as_sent": len(stats.bucket_drops(sent_at, fps)),
+               "mismatched": receiver.mismatched, "tier": [receiver.tier.fps, receiver.tier.bits]}
+        if late and late[0].first_face is not None:
+            t, seq, face = late[0].first_face
+            idx = max(i for i in range(len(sent_at)) if payloads[i][1] == seq and sent_at[i] <= t)
+            out["late_join_recovery_ms"] = round((t - late[0].welcomed_at) * 1000, 2)
+            out["late_join_face_correct"] = face == qs[idx]
+        for conn in [sender, receiver, *late]:
+            conn.close()
+            conn.sock.close()
+        return out
     finally:
+        loop.close()
         server.stop()
 
 

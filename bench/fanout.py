@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import sys
 import time
 
@@ -18,7 +19,7 @@ from bench.loadgen import worker_main
 from bench.server import GunicornServer
 
 SERVERS = {"ours": "run:create_app()", "baseline": "bench.naive_relay:create_app()"}
-SEARCH_STEPS = (10, 20, 25, 30, 40, 50, 60)
+SEARCH_STEPS = (10, 15, 20, 25, 30, 40, 50, 60)
 SEARCH_P99_S = 0.020
 
 
@@ -71,7 +72,7 @@ class LoadPool:
 
 def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, participants: int, warmup: float,
               seconds: float, stuck: tuple[float, float] | None = None, drain: float = 1.5,
-              rate_factor: float = 0.98) -> dict:
+              rate_factor: float = 0.98, with_host: bool = False) -> dict:
     """Connect rooms × participants, send for warmup + seconds (then, with `stuck` = (fill, seconds), one
     reader per room stops reading), and return the figures of each window."""
     n = len(pool.conns)
@@ -79,7 +80,7 @@ def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, part
     t_setup = time.monotonic()
     for r in range(rooms):
         room_id = f"{tag}-r{r}"
-        server.create_room(room_id, "u0", participants)
+        server.create_room(room_id, "u0", participants, host=with_host)
         members = []
         for j in range(participants):
             body = server.join(room_id, f"u{j}")
@@ -102,16 +103,23 @@ def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, part
     for name, a, b in windows:
         for edge, t in (("a", a), ("b", b)):
             time.sleep(max(0.0, t - time.monotonic()))
-            marks[name + edge] = (server.cpu_seconds(), stats.machine_busy_seconds())
-        log(f"{tag}: window {name} done, server threads {server.threads_now()}")
+            marks[name + edge] = (server.sample(), stats.machine_busy_seconds())
     reports = pool.gather(timeout=until - time.monotonic() + 60)
     anomalies = pool.call([("close",)] * n)
     result = {}
-    for k, (name, a, b) in enumerate(windows):
+    for k, (name, _, _) in enumerate(windows):
         parts = [rep[k] for rep in reports]
-        fig = stats.window_figures(parts, marks[name + "b"][0] - marks[name + "a"][0],
-                                   marks[name + "b"][1] - marks[name + "a"][1], until)
+        (srv_a, busy_a), (srv_b, busy_b) = marks[name + "a"], marks[name + "b"]
+        fig = stats.window_figures(parts, {k: srv_b[k] - srv_a[k] for k in ("user", "sys", "switches")},
+                                   busy_b - busy_a, until)
+        fig["server_threads"] = srv_b["threads"]
         fig["worst_seconds"] = stats.worst_seconds(parts)
+        if name == "stuck":
+            queues: dict[str, list[int]] = {}
+            for x in parts:
+                for k, vals in x["stuck_queues"].items():
+                    queues.setdefault(k, []).extend(vals)
+            fig["stuck_queues_max"] = {k: max(v, default=None) for k, v in queues.items()}
         result[name] = fig
     merged: dict = {}
     for a in anomalies:
@@ -123,14 +131,15 @@ def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, part
 
 
 def search_rooms(server: GunicornServer, pool: LoadPool, label: str, participants: int, steps: list[int],
-                 first: dict | None, seconds: float) -> tuple[int, list[dict]]:
+                 first: dict | None, seconds: float, with_host: bool = False) -> tuple[int, list[dict]]:
     """The most rooms at which p99 ≤ 20 ms with ≥ 99 % delivered, stepping upward to the first failure."""
     best, rows = 0, []
     for rooms in steps:
         if rooms == steps[0] and first is not None:
             fig = first
         else:
-            fig = run_phase(server, pool, f"{label}-s{rooms}", rooms, participants, 2.0, seconds)["main"]
+            fig = run_phase(server, pool, f"{label}-s{rooms}", rooms, participants, 2.0, seconds,
+                            with_host=with_host)["main"]
         ok = fig["p99_ms"] is not None and fig["p99_ms"] <= SEARCH_P99_S * 1000 and fig["delivered_ratio"] >= 0.99
         rows.append({"rooms": rooms, "ok": ok, **{k: fig[k] for k in (
             "p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "server_cpu_pct", "client_cpu_pct")}})
@@ -139,55 +148,106 @@ def search_rooms(server: GunicornServer, pool: LoadPool, label: str, participant
         if not ok:
             break
         best = rooms
+    if best == 0 and steps[0] > 5:                 # not even the first step: how far down does it hold?
+        sub, more = search_rooms(server, pool, label, participants, [max(1, steps[0] // 2)], None, seconds,
+                                 with_host)
+        best, rows = sub, rows + more
     return best, rows
 
 
+STUCK_KEYS = ("p50_ms", "p99_ms", "p99_censored_ms", "max_ms", "delivered_ratio", "server_cpu_pct", "expected",
+              "delivered", "frames_lost_for_all", "frames_lost_for_all_sent_by_stuck", "frames_lost_for_some",
+              "frames_over_rate_as_sent", "stuck_queues_max", "seconds")
+LIGHT_KEYS = ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "server_cpu_pct", "server_cpu_us_per_msg_out",
+              "client_cpu_pct", "other_cpu_pct")
+
+
+def with_stuck(phase: dict, keys: tuple[str, ...]) -> dict:
+    """A phase's main figures (restricted to `keys` if given) plus its stuck-reader figures."""
+    out = {k: phase["main"][k] for k in keys} if keys else dict(phase["main"])
+    if "stuck" in phase:
+        out["p99_stuck_ms"] = phase["stuck"]["p99_censored_ms"]
+        out["stuck"] = {k: phase["stuck"][k] for k in STUCK_KEYS}
+    return out
+
+
 def bench_server(label: str, args, pool: LoadPool, threads: int, search: bool) -> dict:
-    server = GunicornServer(SERVERS[label], threads).start()
+    """Main phase (with a stuck reader per room), then on a fresh server the max-rooms search and a light
+    phase where the baseline is not saturated."""
+    stuck = (args.stuck_fill, args.stuck_seconds)
+    env = dict(kv.split("=", 1) for kv in args.env)
+    server = GunicornServer(SERVERS[label], threads, env).start()
     log(f"{label}: gunicorn {SERVERS[label]} on port {server.port}, worker pid {server.worker_pid()}")
     try:
-        stuck = None if args.quick else (args.stuck_fill, args.stuck_seconds)
-        phase = run_phase(server, pool, label, args.rooms, args.participants, args.warmup, args.seconds, stuck)
-        problems = server.log_problems()
+        phase = run_phase(server, pool, label, args.rooms, args.participants, args.warmup, args.seconds, stuck,
+                          with_host=args.with_host)
+        out = dict(with_stuck(phase, ()), anomalies=phase["anomalies"], server_log=server.log_problems())
     finally:
         server.stop()
-    out = dict(phase["main"], anomalies=phase["anomalies"], server_log=problems)
-    if "stuck" in phase:
-        s = phase["stuck"]
-        out.update(p99_stuck_ms=s["p99_censored_ms"], stuck={k: s[k] for k in (
-            "p50_ms", "p99_ms", "p99_censored_ms", "max_ms", "delivered_ratio", "server_cpu_pct", "expected",
-            "delivered")})
     log(f"{label}: p50 {out['p50_ms']} ms p99 {out['p99_ms']} ms delivered {out['delivered_ratio']} "
         f"server cpu {out['server_cpu_pct']} % client cpu {out['client_cpu_pct']} % "
         f"p99 stuck {out.get('p99_stuck_ms')} ms")
-    if search:
-        steps = [s for s in SEARCH_STEPS if s >= args.rooms] or [args.rooms]
-        first = phase["main"] if steps[0] == args.rooms else None
-        server = GunicornServer(SERVERS[label], threads).start()
-        try:
+    if not search and not args.light_rooms:
+        return out
+    server = GunicornServer(SERVERS[label], threads, env).start()
+    try:
+        if search:
+            steps = [s for s in SEARCH_STEPS if s >= args.rooms] or [args.rooms]
+            first = phase["main"] if steps[0] == args.rooms else None
             out["max_rooms_p99_20ms"], out["search"] = search_rooms(
-                server, pool, label, args.participants, steps, first, args.search_seconds)
-            out["server_log_search"] = server.log_problems()
-        finally:
-            server.stop()
+                server, pool, label, args.participants, steps, first, args.search_seconds, args.with_host)
+        if args.light_rooms:
+            light = run_phase(server, pool, f"{label}-light", args.light_rooms, args.participants, 2.0,
+                              args.search_seconds, stuck, with_host=args.with_host)
+            out["light"] = dict(with_stuck(light, LIGHT_KEYS), rooms=args.light_rooms, anomalies=light["anomalies"])
+            log(f"{label}: light {args.light_rooms} rooms: p99 {out['light']['p99_ms']} ms, "
+                f"p99 stuck {out['light'].get('p99_stuck_ms')} ms")
+        out["server_log_2"] = server.log_problems()
+    finally:
+        server.stop()
     return out
 
 
 def summary(results: dict, machine: dict, args, elapsed: float) -> dict:
     ours, base = results["ours"], results["baseline"]
     keys = ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "bytes_per_pose_frame", "kbps_per_receiver",
-            "server_cpu_pct", "client_cpu_pct", "other_cpu_pct", "p99_stuck_ms", "max_rooms_p99_20ms")
+            "server_cpu_pct", "server_cpu_us_per_msg_out", "client_cpu_pct", "other_cpu_pct", "p99_stuck_ms",
+            "max_rooms_p99_20ms", "light")
     out = {k: ours.get(k) for k in keys}
     out["baseline"] = {k: base.get(k) for k in keys}
-    out["ratios"] = {"p99_ratio": stats.ratio(ours["p99_ms"], base["p99_ms"]),
-                     "p50_ratio": stats.ratio(ours["p50_ms"], base["p50_ms"]),
-                     "cpu_ratio": stats.ratio(ours["server_cpu_pct"], base["server_cpu_pct"]),
-                     "p99_stuck_ratio": stats.ratio(ours.get("p99_stuck_ms"), base.get("p99_stuck_ms"))}
-    out["config"] = {"rooms": args.rooms, "participants": args.participants, "seconds": args.seconds,
-                     "warmup": args.warmup, "load_processes": args.procs, "quick": args.quick}
-    out["machine"] = dict(machine, loadavg_at_end=__import__("os").getloadavg()[0])
+    out["ratios"] = {
+        "p99_ratio": stats.ratio(ours["p99_ms"], base["p99_ms"]),
+        "p50_ratio": stats.ratio(ours["p50_ms"], base["p50_ms"]),
+        "cpu_ratio": stats.ratio(ours["server_cpu_pct"], base["server_cpu_pct"]),
+        "cpu_per_msg_ratio": stats.ratio(ours["server_cpu_us_per_msg_out"], base["server_cpu_us_per_msg_out"]),
+        "p99_stuck_ratio": stats.ratio(ours.get("p99_stuck_ms"), base.get("p99_stuck_ms"))}
+    if ours.get("light") and base.get("light"):
+        lo, lb = ours["light"], base["light"]
+        out["ratios"].update(light_p99_ratio=stats.ratio(lo["p99_ms"], lb["p99_ms"]),
+                             light_cpu_ratio=stats.ratio(lo["server_cpu_pct"], lb["server_cpu_pct"]),
+                             light_p99_stuck_ratio=stats.ratio(lo.get("p99_stuck_ms"), lb.get("p99_stuck_ms")))
+    out["notes"] = notes(results, machine)
+    out["config"] = {k: getattr(args, k) for k in ("rooms", "participants", "seconds", "warmup", "stuck_fill",
+                                                   "stuck_seconds", "search_seconds", "light_rooms", "procs", "quick",
+                                                   "env", "with_host")}
+    out["machine"] = dict(machine, loadavg_at_end=os.getloadavg()[0])
     out["detail"] = {"ours": ours, "baseline": base}
     out["elapsed_s"] = round(elapsed, 1)
+    return out
+
+
+def notes(results: dict, machine: dict) -> list[str]:
+    """Plain-language caveats for reading the figures."""
+    out = []
+    if machine.get("busy_before_pct", 0) > 20:
+        out.append(f"other work kept the machine {machine['busy_before_pct']} % busy before the run")
+    for label, r in results.items():
+        for name, fig in (("main", r), ("light", r.get("light") or {})):
+            if (fig.get("other_cpu_pct") or 0) > 20:
+                out.append(f"{label} {name}: other work used {fig['other_cpu_pct']} % CPU during the window")
+        if (r.get("delivered_ratio") or 0) < 0.99 or (r.get("p99_ms") or 0) > 1000:
+            out.append(f"{label} fell behind in the main phase (delivered {r.get('delivered_ratio')}, p99 "
+                       f"{r.get('p99_ms')} ms): its figures are of a saturated server; compare 'light' too")
     return out
 
 
@@ -201,14 +261,21 @@ def parse_args(argv=None):
     ap.add_argument("--stuck-seconds", type=float, default=8.0)
     ap.add_argument("--search-seconds", type=float, default=8.0)
     ap.add_argument("--no-search", action="store_true", help="skip the max-rooms search")
-    ap.add_argument("--baseline-search", action="store_true", help="also search the baseline's max rooms")
+    ap.add_argument("--light-rooms", type=int, default=3,
+                    help="rooms of a second, lighter phase (with a stuck reader) that the baseline can carry; 0: none")
+    ap.add_argument("--no-baseline-search", action="store_true", help="search our server's max rooms only")
     ap.add_argument("--procs", type=int, default=2, help="load-generating processes")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 rooms x 4 participants x 3 s")
     ap.add_argument("--only", choices=sorted(SERVERS), help="run one server only (for debugging)")
+    ap.add_argument("--env", action="append", default=[], metavar="AVATAR_KEY=VALUE",
+                    help="an extra environment variable for both servers (repeatable), e.g. AVATAR_RATE_BURST=6")
+    ap.add_argument("--with-host", action="store_true",
+                    help="create rooms with the AI host (an extra participant; the baseline has none)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.rooms, args.participants, args.seconds, args.warmup, args.no_search = 2, 4, 3.0, 1.0, True
+        args.stuck_fill, args.stuck_seconds, args.light_rooms = 2.0, 3.0, 0
     return args
 
 
@@ -216,6 +283,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     t0 = time.monotonic()
     machine = stats.machine()
+    busy0 = stats.machine_busy_seconds()
+    time.sleep(2.0)
+    machine["busy_before_pct"] = round(50 * (stats.machine_busy_seconds() - busy0), 1)
+    if machine["busy_before_pct"] > 20:
+        log(f"warning: other work keeps the machine {machine['busy_before_pct']} % busy (100 = one core); "
+            "figures will be noisy")
     log(f"machine: {machine['cores']} cores, {machine['cpu_model']}, Python {machine['python']}, "
         f"load {machine['loadavg_at_start']:.2f}")
     threads = max(600, max(SEARCH_STEPS) * args.participants + 64) if not args.no_search else \
@@ -224,7 +297,7 @@ def main(argv=None) -> int:
     results = {}
     try:
         for label in ([args.only] if args.only else SERVERS):
-            search = not args.no_search and (label == "ours" or args.baseline_search)
+            search = not args.no_search and (label == "ours" or not args.no_baseline_search)
             results[label] = bench_server(label, args, pool, threads, search)
     finally:
         pool.close()

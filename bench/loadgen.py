@@ -1,7 +1,8 @@
-"""A load-generating process: hundreds of participants on one asyncio loop, driven over a pipe.
+"""A load-generating process: hundreds of participants on one epoll loop, driven over a pipe.
 
 Every room lives in one process, so a sender's send times and its receivers' receive times are read from
-the same clock (time.monotonic) without crossing processes. Commands (tuples over the pipe):
+the same clock (time.monotonic) without crossing processes. Commands (tuples over the pipe), each answered
+with ("ok", result) or ("error", text):
     ("connect", host, port, rooms)  rooms: [(room_id, [(user_id, token, ws_url, stuck), ...]), ...]
     ("run", schedule)               see Worker.run
     ("close",)                      close every socket
@@ -9,15 +10,18 @@ the same clock (time.monotonic) without crossing processes. Commands (tuples ove
 """
 from __future__ import annotations
 
-import asyncio
+import os
+import pathlib
 import time
 from array import array
 from collections import Counter
 
 import numpy as np
 
-from bench.posegen import PoseStream, pose_sequence, quantized
-from bench.wsclient import WSProtocol, open_socket
+from bench.posegen import pose_sequence, quantized
+from bench.stats import bucket_drops
+from bench.wsclient import Connection, EventLoop, open_websocket
+from connect import posedata
 from connect import protocol as p
 
 CHECKED_PER_CLIENT = 20                       # relayed poses per receiver also decoded by the real codec
@@ -34,28 +38,25 @@ class Room:
         self.members: list[Participant] = []
 
 
-class Participant(WSProtocol):
+class Participant(Connection):
     """One client: sends POSE at the tier's rate and timestamps every relayed POSE it receives."""
 
-    def __init__(self, worker: Worker, room: Room, user_id: str, stuck: bool):
-        super().__init__()
+    def __init__(self, sock, leftover: bytes, worker: Worker, room: Room, user_id: str, stuck: bool):
+        super().__init__(sock, leftover)
         self.worker, self.room, self.user_id, self.stuck = worker, room, user_id, stuck
         self.slot: int | None = None
-        self.fps, self.bits, self.count = 0, 0, 0
+        self.fps, self.bits = 0, 0
         self.last_idx = [-1] * (p.MAX_SLOT + 1)    # per sender: the absolute index of its last frame received
         self.sent = array("d")                      # send time of each frame, by absolute index
         self.delivered = array("H")                 # receptions of each frame (by the other members)
         self.checked = 0
-        self.welcomed = asyncio.get_running_loop().create_future()
-        self.stream: PoseStream | None = None
+        self.stream: posedata.PoseStream | None = None
 
     # --- receiving ---------------------------------------------------------------------------
 
-    def data_received(self, data: bytes, now: float | None = None) -> None:
-        now = time.monotonic()
-        w = self.worker
-        w.window_bytes(now, len(data))
-        super().data_received(data, now)
+    def feed(self, data: bytes, now: float) -> None:
+        self.worker.window_bytes(now, len(data))
+        super().feed(data, now)
 
     def on_binary(self, buf: bytearray, s: int, n: int, now: float) -> None:
         w = self.worker
@@ -76,7 +77,7 @@ class Participant(WSProtocol):
             self.last_idx[slot] = idx
             sender = self.room.by_slot.get(slot)
             if sender is None or idx >= len(sender.sent):
-                w.anomalies["pose from an unknown frame"] += 1
+                w.anomalies["pose from a slot no bench client holds (the AI host?)"] += 1
                 return
             sender.delivered[idx] += 1
             t = sender.sent[idx]
@@ -88,7 +89,11 @@ class Participant(WSProtocol):
 
     def _check(self, data: bytes, slot: int) -> None:
         self.checked += 1
-        msg = p.decode_server(data)
+        try:
+            msg = p.decode_server(data)
+        except p.ProtocolError as exc:
+            self.worker.anomalies[f"relayed POSE refused by protocol.decode_server: {exc.message}"] += 1
+            return
         if not (isinstance(msg, p.Pose) and msg.slot == slot):
             self.worker.anomalies["fast path disagrees with protocol.decode_server"] += 1
 
@@ -101,36 +106,33 @@ class Participant(WSProtocol):
         if isinstance(msg, p.Welcome):
             self.slot = msg.slot
             self.room.by_slot[msg.slot] = self
-            if not self.welcomed.done():
-                self.welcomed.set_result(True)
         elif isinstance(msg, p.Tier):
-            self.fps, self.bits, self.count = msg.fps, msg.bits, msg.count
+            self.fps, self.bits = msg.fps, msg.bits
             self.worker.last_tier_at = time.monotonic()
         elif isinstance(msg, p.Error):
             self.worker.anomalies[f"ERROR {msg.code}"] += 1
         elif isinstance(msg, p.Pose):
-            self.worker.anomalies["pose with a long payload"] += 1
+            self.worker.anomalies["a POSE the fast path did not recognise"] += 1
 
-    def on_other(self, opcode: int, payload: bytes) -> None:
-        self.worker.anomalies[f"unexpected frame 0x{opcode:02x}"] += 1
+    def on_other(self, b0: int, payload: bytes) -> None:
+        self.worker.anomalies[f"unexpected frame 0x{b0:02x}"] += 1
 
-    def connection_lost(self, exc) -> None:
-        super().connection_lost(exc)
+    def on_lost(self) -> None:
         if not self.worker.closing:
             self.worker.anomalies[f"socket closed by the server ({self.close_code})"] += 1
 
     # --- sending -----------------------------------------------------------------------------
 
     def start_sending(self, first: float, period: float, stop: float, frames: list[list[int]], offset: int):
-        self.stream = PoseStream(self.bits, self.fps)
+        self.stream = posedata.PoseStream(self.bits, self.fps)
         self.frames, self.offset, self.period, self.stop_at = frames, offset, period, stop
         self.t0, self.k = first, 0
         size = int((stop - first) / period) + 2
         self.delivered = array("H", bytes(2 * size))
-        asyncio.get_running_loop().call_at(first, self._tick)
+        self.worker.loop.call_at(first, self._tick)
 
     def _tick(self) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.closed:
             return
         q = self.frames[(self.offset + self.k) % len(self.frames)]
         msg = p.encode(p.Pose(self.stream.encode(q)))
@@ -139,7 +141,7 @@ class Participant(WSProtocol):
         self.k += 1
         nxt = self.t0 + self.k * self.period
         if nxt < self.stop_at:
-            asyncio.get_running_loop().call_at(nxt, self._tick)
+            self.worker.loop.call_at(nxt, self._tick)
 
 
 class Worker:
@@ -149,83 +151,79 @@ class Worker:
         self.closing = False
         self.anomalies: Counter = Counter()
         self.last_tier_at = 0.0
+        self.loop = EventLoop()
         self._frames: dict[tuple[int, int], list[list[int]]] = {}
         self._reset([])
 
     def _reset(self, windows: list[tuple[str, float, float]]) -> None:
         self.windows = windows
         k = len(windows)
-        self.current = -1
-        self.rx_msgs, self.rx_bytes = [0] * k, [0] * k
+        self.current, self.win_a, self.win_b = -1, 0.0, 0.0
+        self.rx_msgs, self.rx_bytes, self.rx_reads = [0] * k, [0] * k, [0] * k
         self.pose_msgs, self.pose_bytes = [0] * k, [0] * k
         self.rec_send, self.rec_lat = array("d"), array("d")
         self.record_from = min((a for _, a, _ in windows), default=float("inf"))
 
     def window_bytes(self, now: float, n: int) -> None:
-        self.current = -1
-        for i, (_, a, b) in enumerate(self.windows):
-            if a <= now < b:
-                self.current = i
-                self.rx_bytes[i] += n
+        if not self.win_a <= now < self.win_b:
+            self.current, self.win_a, self.win_b = -1, 0.0, 0.0
+            for i, (_, a, b) in enumerate(self.windows):
+                if a <= now < b:
+                    self.current, self.win_a, self.win_b = i, a, b
+            if self.current < 0:
                 return
+        self.rx_bytes[self.current] += n
+        self.rx_reads[self.current] += 1
 
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
+    def serve(self) -> None:
         while True:
-            cmd = await loop.run_in_executor(None, self.conn.recv)
+            cmd = self.conn.recv()
+            if cmd[0] == "exit":
+                self.conn.send(("ok", None))
+                return
             try:
-                if cmd[0] == "exit":
-                    self.conn.send(("ok", None))
-                    return
-                result = await getattr(self, cmd[0])(*cmd[1:])
-                self.conn.send(("ok", result))
+                self.conn.send(("ok", getattr(self, cmd[0])(*cmd[1:])))
             except Exception as exc:  # reported to the parent, which stops the benchmark
                 self.conn.send(("error", f"{exc.__class__.__name__}: {exc}"))
 
-    async def connect(self, host: str, port: int, rooms: list, timeout: float = 30.0) -> dict:
-        self.closing, self.rooms = False, []
+    def connect(self, host: str, port: int, rooms: list, timeout: float = 30.0) -> dict:
+        self.closing, self.rooms, self.loop = False, [], EventLoop()
+        self.server_port, self.stuck_queues = port, {}
         self.anomalies.clear()
-        gate = asyncio.Semaphore(32)
-        loop = asyncio.get_running_loop()
-
-        async def one(room: Room, user_id: str, token: str, ws_url: str, stuck: bool) -> None:
-            async with gate:
-                _, proto, rest = await open_socket(
-                    host, port, ws_url, lambda: Participant(self, room, user_id, stuck),
-                    rcvbuf=STUCK_RCVBUF if stuck else None, mss=STUCK_MSS if stuck else None)
-                room.members.append(proto)
-                if rest:
-                    proto.data_received(rest)
-                proto.send(p.encode(p.Join(token)))
-                await asyncio.wait_for(proto.welcomed, timeout)
-
-        jobs = []
         for room_id, members in rooms:
             room = Room(room_id)
             self.rooms.append(room)
-            jobs += [one(room, *m) for m in members]
-        await asyncio.gather(*jobs)
-        deadline = loop.time() + timeout                 # every client has a TIER and none came for a while
+            for user_id, token, ws_url, stuck in members:
+                sock, rest = open_websocket(host, port, ws_url, rcvbuf=STUCK_RCVBUF if stuck else None,
+                                            mss=STUCK_MSS if stuck else None, timeout=timeout)
+                member = Participant(sock, b"", self, room, user_id, stuck)
+                room.members.append(member)
+                self.loop.add(member)
+                if rest:
+                    member.feed(rest, time.monotonic())
+                member.send(p.encode(p.Join(token)))
         members = [m for r in self.rooms for m in r.members]
-        while any(m.fps == 0 for m in members) or time.monotonic() - self.last_tier_at < 0.5:
-            if loop.time() > deadline:
-                raise TimeoutError("clients did not get their TIER")
-            await asyncio.sleep(0.05)
+
+        def settled() -> bool:                 # every client has its slot and a TIER, and none came for a while
+            return all(m.fps and m.slot is not None for m in members) and time.monotonic() - self.last_tier_at > 0.5
+
+        if not self.loop.run_until(time.monotonic() + timeout, settled):
+            raise TimeoutError("clients did not get WELCOME and TIER")
         for room in self.rooms:
             if len({(m.fps, m.bits) for m in room.members}) != 1:
                 self.anomalies["members of a room disagree on the tier"] += 1
         return {"clients": len(members), "fps": sorted({m.fps for m in members}),
                 "bits": sorted({m.bits for m in members})}
 
-    async def run(self, sched: dict) -> dict:
+    def run(self, sched: dict) -> list[dict]:
         """sched: start, stop_send, until (end of drain), windows [(name, a, b)], stuck_at (or None),
-        rate_factor. Sends from `start` (each client at its own phase) until `stop_send`."""
-        loop = asyncio.get_running_loop()
+        rate_factor, phase_seed. Every client sends from its own phase after `start` until `stop_send`."""
+        loop = self.loop
         self._reset(sched["windows"])
-        cpu_marks: dict[str, float] = {}
+        cpu_marks: dict[str, tuple[float, float]] = {}
         for name, a, b in self.windows:
-            loop.call_at(a, lambda n=name: cpu_marks.__setitem__(n + ":a", time.process_time()))
-            loop.call_at(b, lambda n=name: cpu_marks.__setitem__(n + ":b", time.process_time()))
+            for edge, t in (("a", a), ("b", b)):
+                loop.call_at(t, lambda k=f"{name}:{edge}": cpu_marks.__setitem__(k, os.times()[:2]))
         g = sched.get("phase_seed", 0)
         for room in self.rooms:
             for j, m in enumerate(room.members):
@@ -236,14 +234,32 @@ class Worker:
                                 self._pose_frames(m.fps, m.bits), 37 * j)
         if sched.get("stuck_at") is not None:
             loop.call_at(sched["stuck_at"], self._get_stuck)
-        await asyncio.sleep(max(0.0, sched["until"] - loop.time()))
+            loop.call_at(self.windows[-1][2] - 0.01, self._read_stuck_queues)
+        loop.run_until(sched["until"])
         return self._report(cpu_marks)
 
     def _get_stuck(self) -> None:
         for room in self.rooms:
             for m in room.members:
-                if m.stuck and m.transport is not None:
-                    m.transport.pause_reading()
+                if m.stuck:
+                    self.loop.pause(m)
+
+    def _read_stuck_queues(self) -> None:
+        """Bytes waiting in both ends of each stuck reader's TCP connection (/proc/net/tcp): the server's
+        send queue shows whether its socket filled up."""
+        ports = {m.sock.getsockname()[1] for r in self.rooms for m in r.members if m.stuck}
+        q: dict[str, list[int]] = {"server_send_queue_bytes": [], "server_recv_queue_bytes": [],
+                                   "client_send_queue_bytes": [], "client_recv_queue_bytes": []}
+        for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            f = line.split()
+            local, remote = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16)
+            tx, rx = (int(x, 16) for x in f[4].split(":"))
+            side = "server" if local == self.server_port and remote in ports else \
+                "client" if local in ports and remote == self.server_port else None
+            if side:
+                q[f"{side}_send_queue_bytes"].append(tx)
+                q[f"{side}_recv_queue_bytes"].append(rx)
+        self.stuck_queues = q
 
     def _pose_frames(self, fps: int, bits: int) -> list[list[int]]:
         key = (fps, bits)
@@ -251,14 +267,15 @@ class Worker:
             self._frames[key] = quantized(pose_sequence(60.0, fps, seed=fps), bits)
         return self._frames[key]
 
-    def _report(self, cpu_marks: dict[str, float]) -> list[dict]:
+    def _report(self, cpu_marks: dict[str, tuple[float, float]]) -> list[dict]:
+        """Per window: what was expected and delivered, latencies, bytes, CPU (arrays for the parent)."""
         rec_send = np.frombuffer(self.rec_send, dtype=np.float64)
         rec_lat = np.frombuffer(self.rec_lat, dtype=np.float64)
         stuck_from = min((a for name, a, _ in self.windows if name == "stuck"), default=float("inf"))
         out = []
         for i, (name, a, b) in enumerate(self.windows):
             sel = (rec_send >= a) & (rec_send < b)
-            expected = delivered = 0
+            expected = delivered = lost_all = lost_all_stuck = lost_some = paced_out = 0
             missing_age = []
             for room in self.rooms:
                 for s in room.members:
@@ -270,29 +287,36 @@ class Worker:
                     delivered += int(got.sum())
                     lost = np.maximum(readers - got, 0)
                     missing_age.append(np.repeat(t[idx], lost))
+                    lost_all += int((got == 0).sum())
+                    lost_all_stuck += int((got == 0).sum()) if s.stuck else 0
+                    lost_some += int(((got > 0) & (got < readers)).sum())
+                    paced_out += sum(1 for j in bucket_drops(s.sent, s.fps) if a <= s.sent[j] < b)
             out.append({
                 "name": name, "seconds": b - a, "expected": expected, "delivered": delivered,
                 "latency_s": rec_lat[sel].astype(np.float32), "send_t": rec_send[sel],
                 "missing_sent_at": np.concatenate(missing_age) if missing_age else np.zeros(0),
-                "rx_msgs": self.rx_msgs[i], "rx_bytes": self.rx_bytes[i], "pose_msgs": self.pose_msgs[i],
-                "pose_bytes": self.pose_bytes[i],
+                "frames_lost_for_all": lost_all, "frames_lost_for_some": lost_some,
+                "frames_over_rate_as_sent": paced_out, "frames_lost_for_all_sent_by_stuck": lost_all_stuck,
+                "rx_msgs": self.rx_msgs[i], "rx_reads": self.rx_reads[i], "rx_bytes": self.rx_bytes[i],
+                "pose_msgs": self.pose_msgs[i], "pose_bytes": self.pose_bytes[i],
                 "readers": sum(1 for r in self.rooms for m in r.members if not (m.stuck and a >= stuck_from)),
-                "cpu_s": cpu_marks.get(name + ":b", 0.0) - cpu_marks.get(name + ":a", 0.0),
-                "anomalies": dict(self.anomalies)})
+                "cpu_user_s": cpu_marks[name + ":b"][0] - cpu_marks[name + ":a"][0],
+                "cpu_sys_s": cpu_marks[name + ":b"][1] - cpu_marks[name + ":a"][1],
+                "anomalies": dict(self.anomalies), "stuck_queues": self.stuck_queues})
         return out
 
-    async def close(self) -> dict:
+    def close(self) -> dict:
         self.closing = True
-        for room in self.rooms:
-            for m in room.members:
-                if m.transport is not None and not m.transport.is_closing():
-                    m.transport.resume_reading()
-                    m.close()
-        await asyncio.sleep(0.2)
-        for room in self.rooms:
-            for m in room.members:
-                if m.transport is not None:
-                    m.transport.abort()
+        members = [m for room in self.rooms for m in room.members]
+        for m in members:
+            m.close()
+        self.loop.run_until(time.monotonic() + 0.3)
+        self.loop.close()
+        for m in members:
+            m.sock.close()
+        blocked = sum(m.send_blocked for m in members)
+        if blocked:
+            self.anomalies["client sends the socket would not take at once"] += blocked
         anomalies = dict(self.anomalies)
         self.rooms = []
         return anomalies
@@ -300,4 +324,4 @@ class Worker:
 
 def worker_main(conn) -> None:
     """Entry point of a load process (multiprocessing target)."""
-    asyncio.run(Worker(conn).serve())
+    Worker(conn).serve()

@@ -1,4 +1,4 @@
-"""A deterministic synthetic talking head, and the PoseData stream a browser client would send for it."""
+"""A deterministic synthetic talking head (pose values in connect.posedata.FIELDS order)."""
 from __future__ import annotations
 
 import math
@@ -86,25 +86,6 @@ def _speech(rng, t) -> tuple[np.ndarray, np.ndarray]:
             s += d
         s += rng.uniform(0.5, 2.0)
     return talk, vowel
-
-
-class PoseStream:
-    """Encodes frames as the browser client does: a key frame every `key_every` frames (key id + 1 mod 32),
-    deltas against the latest key otherwise, seq + 1 mod 256 per frame."""
-
-    def __init__(self, bits: int, key_every: int):
-        self.bits, self.key_every = bits, max(1, key_every)
-        self.frame, self.key_id, self.key_q = 0, 0, None
-
-    def encode(self, q: list[int]) -> bytes:
-        if self.frame % self.key_every == 0 or self.key_q is None:
-            self.key_id = (self.key_id + 1) & 0x1F
-            self.key_q = q
-            data = posedata.encode_key(q, self.bits, self.key_id, self.frame)
-        else:
-            data = posedata.encode_delta(q, self.key_q, self.bits, self.key_id, self.frame)
-        self.frame += 1
-        return data
 
 
 def quantized(values: np.ndarray, bits: int) -> list[list[int]]:

@@ -42,7 +42,8 @@ class GunicornServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}: {self.log_tail()}")
+                self._log.close()
+                raise RuntimeError(f"gunicorn {self.app} exited with {self.proc.returncode}: {self.log_tail()}")
             if self.worker_pid() is not None and self._answers():
                 return self
             time.sleep(0.1)
@@ -63,14 +64,20 @@ class GunicornServer:
             return None
         return int(children[0]) if children else None
 
-    def cpu_seconds(self) -> float:
-        """utime + stime of the worker process (all its threads)."""
-        fields = pathlib.Path(f"/proc/{self.worker_pid()}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def threads_now(self) -> int:
-        status = pathlib.Path(f"/proc/{self.worker_pid()}/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+    def sample(self) -> dict:
+        """The worker's CPU seconds (user, system; all threads) and context switches so far."""
+        pid = self.worker_pid()
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        switches = 0
+        for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+            try:
+                for line in (task / "status").read_text().splitlines():
+                    if "ctxt_switches:" in line:
+                        switches += int(line.split()[1])
+            except (OSError, ValueError):
+                pass                       # a thread that ended meanwhile
+        return {"user": int(fields[11]) / CLK_TCK, "sys": int(fields[12]) / CLK_TCK, "switches": switches,
+                "threads": int(fields[17])}
 
     def request(self, method: str, path: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -86,9 +93,10 @@ class GunicornServer:
         finally:
             conn.close()
 
-    def create_room(self, room_id: str, user_id: str, max_participants: int) -> dict:
-        status, body = self.request("POST", "/api/meeting/create",
-                                    {"user_id": user_id, "room_id": room_id, "max_participants": max_participants})
+    def create_room(self, room_id: str, user_id: str, max_participants: int, host: bool = False) -> dict:
+        """A room of `max_participants` people; `host`: with the AI host as an extra participant."""
+        status, body = self.request("POST", "/api/meeting/create", {
+            "user_id": user_id, "room_id": room_id, "max_participants": max_participants, "host": host})
         if status not in (200, 201):
             raise RuntimeError(f"create {room_id}: HTTP {status} {body}")
         return body
@@ -101,6 +109,8 @@ class GunicornServer:
 
     def stop(self, grace: float = 8.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self._log.close()
             return
         worker = self.worker_pid()
         self.proc.send_signal(signal.SIGTERM)
@@ -116,6 +126,8 @@ class GunicornServer:
             except OSError:
                 pass
         self._log.close()
+        if self.log_path.stat().st_size == 0:
+            self.log_path.unlink()             # nothing logged: keep only logs worth reading
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -27,11 +27,13 @@ def _ms(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values, q)) * 1000, 3) if len(values) else None
 
 
-def window_figures(parts: list[dict], server_cpu_s: float, busy_s: float, end_of_drain: float) -> dict:
+def window_figures(parts: list[dict], server: dict, busy_s: float, end_of_drain: float) -> dict:
     """One measurement window merged over the load processes. Latencies are of delivered frames; the
     censored p99 also counts every undelivered frame, with its age at the end of the run as latency
     (a lower bound), so a relay that stalls cannot look fast by delivering little."""
     seconds = parts[0]["seconds"]
+    server_cpu_s = server["user"] + server["sys"]
+    rx_msgs = sum(x["rx_msgs"] for x in parts)
     lat = np.concatenate([x["latency_s"] for x in parts]).astype(np.float64)
     missing = np.concatenate([x["missing_sent_at"] for x in parts])
     censored = np.concatenate([lat, end_of_drain - missing])
@@ -39,18 +41,28 @@ def window_figures(parts: list[dict], server_cpu_s: float, busy_s: float, end_of
     delivered = sum(x["delivered"] for x in parts)
     pose_msgs = sum(x["pose_msgs"] for x in parts)
     readers = sum(x["readers"] for x in parts)
-    client_cpu = sum(x["cpu_s"] for x in parts)
+    client_user = sum(x["cpu_user_s"] for x in parts)
+    client_cpu = client_user + sum(x["cpu_sys_s"] for x in parts)
     return {
         "p50_ms": _ms(lat, 50), "p90_ms": _ms(lat, 90), "p99_ms": _ms(lat, 99), "p999_ms": _ms(lat, 99.9),
         "max_ms": _ms(lat, 100), "p99_censored_ms": _ms(censored, 99),
         "delivered_ratio": round(delivered / expected, 5) if expected else None,
         "expected": expected, "delivered": delivered, "late_over_20ms": int((lat > 0.020).sum()),
-        "msgs_out_per_s": round(sum(x["rx_msgs"] for x in parts) / seconds, 1),
+        "frames_lost_for_all": sum(x["frames_lost_for_all"] for x in parts),
+        "frames_lost_for_some": sum(x["frames_lost_for_some"] for x in parts),
+        "frames_lost_for_all_sent_by_stuck": sum(x["frames_lost_for_all_sent_by_stuck"] for x in parts),
+        "frames_over_rate_as_sent": sum(x["frames_over_rate_as_sent"] for x in parts),
+        "msgs_out_per_s": round(rx_msgs / seconds, 1),
+        "msgs_per_client_read": round(rx_msgs / max(1, sum(x["rx_reads"] for x in parts)), 2),
         "bytes_per_pose_frame": round(sum(x["pose_bytes"] for x in parts) / pose_msgs, 2) if pose_msgs else None,
         "kbps_per_receiver": round(sum(x["rx_bytes"] for x in parts) * 8 / 1000 / seconds / readers, 2)
         if readers else None,
         "server_cpu_pct": round(100 * server_cpu_s / seconds, 1),
+        "server_cpu_sys_pct": round(100 * server["sys"] / seconds, 1),
+        "server_cpu_us_per_msg_out": round(1e6 * server_cpu_s / rx_msgs, 2) if rx_msgs else None,
+        "server_ctx_switches_per_s": round(server["switches"] / seconds),
         "client_cpu_pct": round(100 * client_cpu / seconds, 1),
+        "client_cpu_user_pct": round(100 * client_user / seconds, 1),
         "other_cpu_pct": round(100 * (busy_s - server_cpu_s - client_cpu) / seconds, 1),
         "seconds": round(seconds, 2),
     }
@@ -71,4 +83,19 @@ def worst_seconds(parts: list[dict], top: int = 3) -> list[dict]:
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
+    return float(f"{a / b:.4g}") if a is not None and b else None
+
+
+def bucket_drops(times, rate: float, burst: float = 3.0) -> list[int]:
+    """Indices of the frames a token bucket (the server's rate limit) would drop if they arrived exactly
+    at `times`: what the sender's own pacing accounts for, as opposed to jitter added on the way."""
+    tokens, last, out = burst, None, []
+    for i, t in enumerate(times):
+        if last is not None:
+            tokens = min(burst, tokens + (t - last) * rate)
+        last = t
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            out.append(i)
+    return out

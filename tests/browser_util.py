@@ -1,4 +1,5 @@
-"""Helpers for the real-browser tests: headless Chromium drivers, the fake-camera video, waiting on page state."""
+"""Helpers for the real-browser tests: headless Chromium drivers, the fake camera and microphone, waiting on page
+state, opening a meeting."""
 from __future__ import annotations
 
 import contextlib
@@ -7,23 +8,28 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 CHROMEDRIVER = pathlib.Path("/usr/bin/chromedriver")
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
+ESPEAK = shutil.which("espeak-ng") or "/usr/bin/espeak-ng"
+CONNECTED = "return !!(window.avatarMeeting && window.avatarMeeting.state.connected)"
 
 BASE_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-             "--window-size=1280,900", "--autoplay-policy=no-user-gesture-required",
+             "--window-size=1280,900",
              # two browsers on one machine: neither may throttle its timers while the other has "focus"
              "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
              "--disable-backgrounding-occluded-windows")
 
 
 @contextlib.contextmanager
-def chromium(lang: str = "en-US", fake_video: pathlib.Path | None = None) -> Iterator:
-    """A headless Chromium driver with its own profile; `fake_video` (.y4m) becomes its camera."""
+def chromium(lang: str = "en-US", fake_video: pathlib.Path | None = None,
+             fake_audio: pathlib.Path | None = None, autoplay: bool = True) -> Iterator:
+    """A headless Chromium driver with its own profile; `fake_video` (.y4m) becomes its camera, `fake_audio`
+    (.wav, played in a loop) its microphone. With `autoplay` audio plays without a click first."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -34,11 +40,16 @@ def chromium(lang: str = "en-US", fake_video: pathlib.Path | None = None) -> Ite
         options.add_argument(arg)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--lang={lang}")
+    if autoplay:
+        options.add_argument("--autoplay-policy=no-user-gesture-required")
     options.add_experimental_option("prefs", {"intl.accept_languages": lang})
-    if fake_video is not None:
+    if fake_video is not None or fake_audio is not None:
         options.add_argument("--use-fake-device-for-media-stream")
         options.add_argument("--use-fake-ui-for-media-stream")
+    if fake_video is not None:
         options.add_argument(f"--use-file-for-fake-video-capture={fake_video}")
+    if fake_audio is not None:
+        options.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     driver.set_script_timeout(30)
@@ -58,6 +69,28 @@ def make_face_video(dest: pathlib.Path) -> pathlib.Path:
                     "-r", "10", "-vf", "scale=480:480,pad=640:480:80:0", "-pix_fmt", "yuv420p", str(dest)],
                    check=True, timeout=60)
     return dest
+
+
+def make_speech_wav(dest: pathlib.Path, text: str, voice: str = "en-us") -> pathlib.Path:
+    """`text` spoken by espeak-ng with a second of silence before and three after, 48 kHz mono."""
+    raw = dest.with_name(dest.stem + "-raw.wav")
+    subprocess.run([ESPEAK, "-v", voice, "-w", str(raw), text], check=True, timeout=60, capture_output=True)
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-i", str(raw),
+                    "-af", "adelay=1000:all=1,apad=pad_dur=3", "-ar", "48000", "-ac", "1", str(dest)],
+                   check=True, timeout=60)
+    raw.unlink()
+    return dest
+
+
+def new_room_id(prefix: str = "room") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def open_meeting(driver, server, room_id: str, name: str) -> int:
+    """Opens the meeting page directly (the name in the query) and returns this participant's slot."""
+    driver.get(f"{server}/meeting/{room_id}?name={name}")
+    wait_for(driver, CONNECTED, 20, f"{name} connected")
+    return meeting_state(driver)["mySlot"]
 
 
 def wait_for(driver, script: str, timeout: float = 20, what: str = "", *args):

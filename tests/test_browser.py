@@ -8,30 +8,28 @@ import json
 import pathlib
 import threading
 import time
-import uuid
 
 import pytest
 
-from tests.browser_util import CHROMIUM, canvas_png, chromium, make_face_video, meeting_state, wait_for, wait_until
+from tests.browser_util import (
+    CHROMIUM,
+    CONNECTED,
+    canvas_png,
+    chromium,
+    make_face_video,
+    meeting_state,
+    new_room_id,
+    open_meeting,
+    wait_for,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed: no browser to test with")
 
 GOLDEN = pathlib.Path(__file__).with_name("golden") / "protocol.json"
-CONNECTED = "return !!(window.avatarMeeting && window.avatarMeeting.state.connected)"
 POSE_A = {"yaw": 0.0, "pitch": 0.0, "roll": 0.0, "mouth_open": 0.0, "smile": 0.0}
 POSE_B = {"yaw": 0.7, "pitch": 0.2, "roll": 0.3, "mouth_open": 0.9, "mouth_wide": 0.3, "eye_l": 0.0, "smile": 0.8,
           "brow_r": 0.9, "jaw_open": 0.6}
-
-
-def new_room_id(prefix: str = "room") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def open_meeting(driver, server, room_id: str, name: str) -> int:
-    """Opens the meeting page directly (the name in the query) and returns this participant's slot."""
-    driver.get(f"{server}/meeting/{room_id}?name={name}")
-    wait_for(driver, CONNECTED, 20, f"{name} connected")
-    return meeting_state(driver)["mySlot"]
 
 
 def close_to(pose: dict | None, expected: dict, tol: float = 0.02) -> bool:
@@ -149,7 +147,8 @@ import('/static/js/protocol.js').then(async (P) => {
     out.messages[m.name] = { name: decoded.name, fields, encoded };
   }
   out.clientHelpers = { join: hex(P.join('eyJyIjoiZGVtbyJ9.sig')), chat: hex(P.chat('Hello, 大家好')),
-    pose: hex(P.pose(bytes(golden.pose_payloads[0].hex))) };
+    pose: hex(P.pose(bytes(golden.pose_payloads[0].hex))), audio: hex(P.audio(513, bytes('fc0102030405'))),
+    audioEnd: hex(P.audioEnd()), audioWraps: P.decodeClient(P.audio(65536 + 7, bytes('fc'))).seq };
   for (const c of golden.pose_payloads) {
     const q = P.quantize(c.values, c.bits);
     const enc = c.kind === 'key' ? P.encodeKey(q, c.bits, c.key_id, c.seq)
@@ -167,6 +166,13 @@ import('/static/js/protocol.js').then(async (P) => {
     clientSendsTier: refuses(() => P.decodeClient(bytes(golden.messages.find((m) => m.name === 'tier').hex))),
     badPoseLength: refuses(() => P.decodeServer(bytes('940101c4028307' + '02'))),
     nan: refuses(() => P.quantize({ yaw: NaN }, 8)),
+    emptyAudio: refuses(() => P.decodeServer(P.encodeMessage(
+      { type: P.MsgType.AUDIO, seq: 1, data: new Uint8Array(0), slot: 0, t_ms: 0 }))),
+    audioEndReason2: refuses(() => P.decodeServer(bytes('9401090200'))),
+    unknownHostState: refuses(() => P.decodeServer(P.encodeMessage(
+      { type: P.MsgType.HOST_STATUS, slot: 0, state: 'napping', detail: '' }))),
+    clientSendsHostStatus: refuses(() => P.decodeClient(bytes(golden.messages.find((m) => m.name === 'host_status').hex))),
+    audioWithoutTime: refuses(() => P.decodeServer(bytes('95010807c406fc010203040500'))),
   };
   const sender = new PoseSender(8, 3);
   const frames = [0, 1, 2, 3].map((i) => sender.next({ yaw: i / 10 }, i * 100));
@@ -185,6 +191,10 @@ import('/static/js/protocol.js').then(async (P) => {
 """
 
 
+# The Python message classes whose JavaScript name is not simply their upper-cased name.
+JS_NAMES = {"PresenceMsg": "PRESENCE", "AudioStop": "AUDIO_END", "HostStatus": "HOST_STATUS"}
+
+
 def test_javascript_codec_matches_the_golden_bytes(pair):
     golden = json.loads(GOLDEN.read_text())
     out = pair["alice"].execute_async_script(CODEC_SCRIPT, golden)
@@ -192,19 +202,22 @@ def test_javascript_codec_matches_the_golden_bytes(pair):
     for m in golden["messages"]:
         got = out["messages"][m["name"]]
         expected_fields = {k: v for k, v in m["fields"].items() if v is not None}
-        assert got["name"] == {"PresenceMsg": "PRESENCE"}.get(m["type"], m["type"].upper()), m["name"]
+        assert got["name"] == JS_NAMES.get(m["type"], m["type"].upper()), m["name"]
         assert {k: v for k, v in got["fields"].items() if k != "name"} == expected_fields, m["name"]
         assert got["encoded"] == m["hex"], m["name"]
     by_name = {m["name"]: m["hex"] for m in golden["messages"]}
-    assert out["clientHelpers"] == {"join": by_name["join"], "chat": by_name["chat_client"], "pose": by_name["pose_client"]}
+    assert out["clientHelpers"] == {"join": by_name["join"], "chat": by_name["chat_client"], "pose": by_name["pose_client"],
+                                    "audio": by_name["audio_client"], "audioEnd": by_name["audio_end_client"],
+                                    "audioWraps": 7}
     for case, got in zip(golden["pose_payloads"], out["poses"], strict=True):
         assert got["q"] == case["q"] and got["hex"] == case["hex"], case
         assert got["decodedQ"] == case["q"] and got["roundTrip"] == case["q"], case
         assert got["head"] == {"key": case["kind"] == "key", "bits": case["bits"], "keyId": case["key_id"],
                                "seq": case["seq"]}
-    assert out["refused"] == {"truncated": "ProtocolError", "trailing": "ProtocolError", "text": "ProtocolError",
-                              "version2": "ProtocolError", "clientSendsTier": "ProtocolError",
-                              "badPoseLength": "ProtocolError", "nan": "ProtocolError"}
+    assert set(out["refused"]) == {"truncated", "trailing", "text", "version2", "clientSendsTier", "badPoseLength", "nan",
+                                   "emptyAudio", "audioEndReason2", "unknownHostState", "clientSendsHostStatus",
+                                   "audioWithoutTime"}
+    assert set(out["refused"].values()) == {"ProtocolError"}, out["refused"]
     stream = out["stream"]
     assert stream["keyFlags"] == [True, False, False, True]       # a key frame every `fps` frames
     assert stream["unknownDelta"] is None                        # a delta before its key frame is ignored

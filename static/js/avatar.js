@@ -1,5 +1,7 @@
-// A participant's 2D cartoon face on a canvas, eased towards the latest pose it was given.
+// A participant's 2D cartoon face on a canvas, eased towards the latest pose it was given; the AI host is
+// drawn as a robot (robot.js) driven by the same fields.
 import { neutralPose } from "./protocol.js";
+import { drawRobotBody, drawRobotHead } from "./robot.js";
 
 const PALETTES = [
   { bg: "#dbeafe", skin: "#f2c7a5", shade: "#d9a07f", hair: "#3b2a20", shirt: "#2563eb", iris: "#5b3a1e", style: "short" },
@@ -9,7 +11,7 @@ const PALETTES = [
   { bg: "#ede9fe", skin: "#c68e68", shade: "#a8714f", hair: "#44403c", shirt: "#7c3aed", iris: "#3a2614", style: "short" },
   { bg: "#e0f2fe", skin: "#7d5338", shade: "#643f29", hair: "#0c0a09", shirt: "#0891b2", iris: "#1a0f08", style: "bun" },
 ];
-const HOST_PALETTE = { bg: "#e2e8f0", skin: "#c7d2fe", shade: "#a5b4fc", hair: "#4338ca", shirt: "#334155", iris: "#0ea5e9", style: "short" };
+const HOST_PALETTE = { bg: "#e0e7ff", skin: "#e2e8f0", shade: "#94a3b8", hair: "#6366f1", shirt: "#4f46e5", iris: "#38bdf8", style: "robot" };
 
 export function paletteFor(slot, host = false) {
   return host ? HOST_PALETTE : PALETTES[((slot % PALETTES.length) + PALETTES.length) % PALETTES.length];
@@ -71,10 +73,11 @@ export class AvatarView {
   }
 }
 
-/** One requestAnimationFrame loop for every view that `views()` returns. */
-export function startRenderLoop(views) {
+/** One requestAnimationFrame loop for every view that `views()` returns; `beforeFrame()` runs first. */
+export function startRenderLoop(views, beforeFrame = () => {}) {
   let last = performance.now();
   const frame = (now) => {
+    beforeFrame();
     for (const view of views()) view.step(now - last);
     last = now;
     requestAnimationFrame(frame);
@@ -99,10 +102,15 @@ export function drawFace(ctx, width, height, p, pal) {
   ctx.scale(s, s);
   const fx = Math.sin(p.yaw) * 42;          // how far the features slide with the head's turn
   const fy = -Math.sin(p.pitch) * 40;
-  drawBody(ctx, p, pal, fx);
+  const robot = pal.style === "robot";
+  if (robot) {                                        // taller than a head with its antenna: a little smaller
+    ctx.translate(0, 14);
+    ctx.scale(0.94, 0.94);
+  }
+  (robot ? drawRobotBody : drawBody)(ctx, p, pal, fx);
   ctx.translate(0, -20);
   ctx.rotate(p.roll);
-  drawHead(ctx, p, pal, fx, fy);
+  (robot ? drawRobotHead : drawHead)(ctx, p, pal, fx, fy);
   ctx.restore();
 }
 

@@ -2,6 +2,7 @@
 // a camera, an idle animation whose mouth follows the microphone; a pose set by script overrides both.
 import { neutralPose } from "./protocol.js";
 import { landmarksToPose, PoseFilter } from "./pose.js";
+import { audioContext } from "./sound.js";
 
 const VENDOR = new URL("../vendor/", import.meta.url);
 const MEDIA_TIMEOUT_MS = 8000;   // a permission prompt nobody answers must not hold the page
@@ -14,6 +15,7 @@ export class Capture {
     this.landmarker = null;
     this.video = null;
     this.analyser = null;
+    this.audioTrack = null;
     this.lastVideoTime = -1;
     this.face = null;
     this.faceAt = -Infinity;
@@ -44,23 +46,25 @@ export class Capture {
     this.status = this.landmarker ? "no_face" : this.analyser ? "mic" : "idle";
   }
 
+  /** Follows the level of `stream`'s microphone (on the page's shared AudioContext, resumed by a gesture). */
   listen(stream) {
     try {
-      const ctx = new AudioContext();
+      const ctx = audioContext();
       const source = ctx.createMediaStreamSource(stream);
       this.analyser = ctx.createAnalyser();
       this.analyser.fftSize = 1024;
       source.connect(this.analyser);
       this.samples = new Float32Array(this.analyser.fftSize);
-      if (ctx.state === "suspended") {               // autoplay policy: resume on the first gesture
-        const resume = () => ctx.resume();
-        document.addEventListener("pointerdown", resume, { once: true });
-        document.addEventListener("keydown", resume, { once: true });
-      }
+      this.audioTrack = stream.getAudioTracks()[0] ?? null;
     } catch (err) {
       console.warn("microphone level unavailable:", err);
       this.analyser = null;
     }
+  }
+
+  /** The open microphone track, if capture has one (the mic toggle sends a clone of it). */
+  liveAudioTrack() {
+    return this.audioTrack?.readyState === "live" ? this.audioTrack : null;
   }
 
   /** Overrides capture with fixed fields (others neutral); null returns to capture. */

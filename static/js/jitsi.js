@@ -1,4 +1,5 @@
 // Jitsi Meet next to the avatars, through its IFrame API (external_api.js from the configured server).
+import { t } from "./i18n.js";
 
 /** Where the meeting's Jitsi room is, from the join answer or the page's configuration; null if none. */
 export function jitsiSettings(joinJitsi, page, roomId) {
@@ -42,4 +43,30 @@ export async function mountJitsi(settings, parentNode, displayName) {
     height: "100%",
     userInfo: { displayName },
   });
+}
+
+let mounted = false;
+
+/** Shows the call (once per page) if the join answer or the page configures one; `state.jitsi` follows it. */
+export async function setupJitsi(joinJitsi, page, state) {
+  if (mounted) return;
+  mounted = true;
+  const settings = jitsiSettings(joinJitsi, page, state.roomId);
+  const note = document.getElementById("video-note");
+  if (!settings) {
+    note.textContent = t("video_not_configured");
+    state.jitsi = { status: "none" };
+    return;
+  }
+  document.body.classList.add("with-video");
+  note.textContent = t("video_loading");
+  state.jitsi = { status: "loading", ...settings };
+  try {
+    state.jitsi.api = await mountJitsi(settings, document.getElementById("jitsi"), state.displayName);
+    state.jitsi.status = "ready";
+    note.hidden = true;
+  } catch (err) {
+    state.jitsi.status = "failed";
+    note.textContent = `${t("video_failed")} (${err.message})`;
+  }
 }

@@ -1,13 +1,17 @@
 // The meeting page: join through the API, the WebSocket session, pose sending at the tier's rate,
-// other participants' avatars, chat, participant list, stats and the optional Jitsi call.
+// other participants' avatars, chat, participant list, stats, the optional Jitsi call, and the AI host
+// (host.js: its status, voice and face; mic.js: this participant's microphone to it; notes.js).
 import * as P from "./protocol.js";
 import { PoseReceiver, PoseSender } from "./posestream.js";
 import { Capture } from "./capture.js";
 import { startRenderLoop, visemeMouth } from "./avatar.js";
-import { jitsiSettings, mountJitsi } from "./jitsi.js";
+import { setupJitsi } from "./jitsi.js";
 import { applyI18n, closeReason, errorText, t } from "./i18n.js";
 import { api, cleanName, leaveBeacon, saveName, savedName, userId } from "./api.js";
-import { $, addChatLine, AvatarGrid, formatRate, renderParticipants, setStatus } from "./ui.js";
+import { $, addChatLine, AvatarGrid, renderParticipants, renderStats, setStatus } from "./ui.js";
+import { HostView } from "./host.js";
+import { setupMicButton } from "./mic.js";
+import { setupNotes } from "./notes.js";
 
 const page = JSON.parse($("page-config").textContent);
 const RETRY_CODES = new Set([1001, 1006, 1011, 4008, 4013]);   // worth an automatic rejoin
@@ -24,13 +28,13 @@ const state = {
 };
 
 const grid = new AvatarGrid($("avatar-grid"));
+const host = new HostView(state, grid);
 const capture = new Capture();
 const members = new Map();
 let session = null;       // {ws, token, sender, receiver}
 let sendTimer = null;
 let retries = 0;
 let leaving = false;
-let jitsiMounted = false;
 
 function status(text, kind = "info") {
   state.status = { text, kind };
@@ -52,7 +56,7 @@ async function join() {
   const sender = new PoseSender(state.tier?.bits ?? 8, state.tier?.fps ?? 15);
   session = { token: answer.token, sender, receiver: new PoseReceiver(), ws: null };
   state.token = answer.token;
-  setupJitsi(answer.jitsi);
+  setupJitsi(answer.jitsi, page, state);
   connect(answer.ws_url, session);
   restartSending();
 }
@@ -89,15 +93,17 @@ function handle(msg, s) {
     case P.MsgType.TIER: return tier(msg, s);
     case P.MsgType.PRESENCE: return presence(msg);
     case P.MsgType.POSE: return poseFrom(msg, s);
-    case P.MsgType.VISEME: return grid.view(msg.slot)?.setTarget(visemeMouth(msg.viseme, msg.weight));
+    case P.MsgType.VISEME:
+      if (host.isHost(msg.slot)) return host.viseme(msg);
+      return grid.view(msg.slot)?.setTarget(visemeMouth(msg.viseme, msg.weight));
     case P.MsgType.CHAT: {
       const name = members.get(msg.slot)?.name ?? `#${msg.slot}`;
-      return addChatLine($("chat-log"), { name, text: msg.text, ts: msg.ts_ms });
+      return addChatLine($("chat-log"), { name, text: msg.text, ts: msg.ts_ms, ai: host.isHost(msg.slot) });
     }
     case P.MsgType.ERROR:
       state.errors.push(`${msg.code}: ${msg.message}`);
       return console.warn("server error:", msg.code, msg.message);
-    default: return undefined;
+    default: return host.handle(msg);
   }
 }
 
@@ -114,7 +120,7 @@ function tier(msg, s) {
   state.tier = { index: msg.tier, fps: msg.fps, bits: msg.bits, count: msg.count };
   s.sender.setTier(msg.fps, msg.bits);
   restartSending();
-  renderStats();
+  renderStats(state);
 }
 
 function presence(msg) {
@@ -137,6 +143,7 @@ function presence(msg) {
   }
   state.participants = Object.fromEntries([...members].map(([slot, m]) => [slot, { ...m }]));
   renderParticipants($("participants"), members, state.mySlot);
+  host.members(members);
 }
 
 function poseFrom(msg, s) {
@@ -144,7 +151,8 @@ function poseFrom(msg, s) {
   const pose = s.receiver.receive(msg.slot, msg.data);
   if (!pose) return;
   state.lastPoseBySlot[msg.slot] = pose;
-  grid.view(msg.slot)?.setTarget(pose);
+  if (host.isHost(msg.slot)) host.pose(msg.slot, pose);
+  else grid.view(msg.slot)?.setTarget(pose);
 }
 
 function closed(event, s) {
@@ -201,6 +209,19 @@ function sendPose() {
   state.framesSent += 1;
 }
 
+/** The microphone's packets (`kind` "audio") and its end ("end"); false when there is no open session. */
+function sendAudio(kind, packet) {
+  const s = session;
+  if (!s || !state.connected || s.ws.readyState !== WebSocket.OPEN) return false;
+  if (kind === "end") {
+    s.ws.send(P.audioEnd());
+  } else {
+    s.ws.send(P.audio(packet.seq, packet.data));
+    state.audioPacketsSent += 1;
+  }
+  return true;
+}
+
 function sendChat(text) {
   const clean = text.trim();
   const s = session;
@@ -211,37 +232,7 @@ function sendChat(text) {
   return true;
 }
 
-async function setupJitsi(joinJitsi) {
-  if (jitsiMounted) return;
-  jitsiMounted = true;
-  const settings = jitsiSettings(joinJitsi, page, state.roomId);
-  const note = $("video-note");
-  if (!settings) {
-    note.textContent = t("video_not_configured");
-    state.jitsi = { status: "none" };
-    return;
-  }
-  document.body.classList.add("with-video");
-  note.textContent = t("video_loading");
-  state.jitsi = { status: "loading", ...settings };
-  try {
-    state.jitsi.api = await mountJitsi(settings, $("jitsi"), state.displayName);
-    state.jitsi.status = "ready";
-    note.hidden = true;
-  } catch (err) {
-    state.jitsi.status = "failed";
-    note.textContent = `${t("video_failed")} (${err.message})`;
-  }
-}
-
 let lastBytes = 0;
-function renderStats() {
-  const tierText = state.tier ? `${state.tier.index} · ${state.tier.fps} ${t("fps")} · ${state.tier.bits} ${t("bits")}` : "–";
-  $("stat-tier").textContent = tierText;
-  $("stat-received").textContent = formatRate(state.bytesPerSecond);
-  $("stat-capture").textContent = t(`capture_${state.capture.status === "no_face" ? "idle" : state.capture.status}`) +
-    (state.capture.status === "no_face" ? ` (${t("no_face")})` : "");
-}
 
 function start(name) {
   state.displayName = name;
@@ -251,9 +242,9 @@ function start(name) {
   setInterval(() => {
     state.bytesPerSecond = state.bytesReceived - lastBytes;
     lastBytes = state.bytesReceived;
-    renderStats();
+    renderStats(state);
   }, 1000);
-  startRenderLoop(() => grid.views());
+  startRenderLoop(() => grid.views(), () => host.tick());
   restartSending();
   join();
 }
@@ -264,6 +255,12 @@ function init() {
   $("room-id").textContent = state.roomId;
   if (!page.jitsi_domain) $("video-note").textContent = t("video_not_configured");
   $("rejoin").addEventListener("click", () => { retries = 0; rejoin(); });
+  setupMicButton($("mic-toggle"), $("mic-note"), state, {
+    send: sendAudio,
+    track: () => capture.liveAudioTrack(),
+    opened: (stream) => { if (!capture.liveAudioTrack()) capture.listen(stream); },
+  });
+  setupNotes(state.roomId, state);
   $("leave").addEventListener("click", leave);
   $("copy-link").addEventListener("click", () => {
     navigator.clipboard?.writeText(location.origin + location.pathname).then(() => status(t("link_copied"), "ok"), () => {});
@@ -297,6 +294,8 @@ window.avatarMeeting = {
   setManualPose: (pose) => capture.setManual(pose),
   clearManualPose: () => capture.setManual(null),
   sendChat,
+  /** Handles `bytes` as if the server had sent them (tests drive the page with protocol messages). */
+  receive: (bytes) => session && handle(P.decodeServer(bytes), session),
   leave,
   rejoin,
 };

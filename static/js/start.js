@@ -1,5 +1,7 @@
-// The start page: choose a display name, then create a room or join one by its id.
-import { applyI18n, errorText, t } from "./i18n.js";
+// The start page: choose a display name, then create a room (with its language, AI host and agenda) or
+// join one by its id.
+import { applyI18n, errorText, lang, t } from "./i18n.js";
+import { AgendaEditor, AgendaError } from "./agenda.js";
 import { api, cleanName, ID_PATTERN, saveName, savedName, userId } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
@@ -43,7 +45,7 @@ async function busy(work) {
   try {
     await work();
   } catch (err) {
-    status(errorText(err.code, err.message), "error");
+    status(err instanceof AgendaError ? err.message : errorText(err.code, err.message), "error");
   } finally {
     document.querySelectorAll("button").forEach((b) => { b.disabled = false; });
   }
@@ -53,8 +55,10 @@ async function create() {
   const room = readRoom(false);
   if (!readName() || room === null) return;
   status(t("creating"));
-  const body = { user_id: userId() };
+  const agenda = agendaEditor.read();
+  const body = { user_id: userId(), language: $("language").value, host: $("host-enabled").checked };
   if (room) body.room_id = room;
+  if (agenda.length) body.agenda = agenda;
   const answer = await api("POST", "/api/meeting/create", body);
   go(answer.room_id);
 }
@@ -72,6 +76,9 @@ document.title = t("title");
 const page = JSON.parse($("page-config").textContent);
 if (page.error) status(page.error, "error");
 $("display-name").value = savedName();
+$("language").value = lang;
+const agendaEditor = new AgendaEditor($("agenda-rows"), $("agenda-add"));
+agendaEditor.add();
 const params = new URLSearchParams(location.search);
 if (params.get("room")) $("room-id").value = params.get("room");
 $("create").addEventListener("click", () => busy(create));

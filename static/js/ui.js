@@ -6,7 +6,7 @@ const CANVAS_SIZE = 360;
 
 export const $ = (id) => document.getElementById(id);
 
-function el(tag, props = {}, ...children) {
+export function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
   for (const child of children) node.append(child);
   return node;
@@ -24,14 +24,16 @@ export class AvatarGrid {
     if (!tile) {
       const canvas = el("canvas", { width: CANVAS_SIZE, height: CANVAS_SIZE });
       const caption = el("figcaption");
-      const figure = el("figure", { className: "tile" }, canvas, caption);
+      const badge = el("span", { className: "badge", hidden: true }, t("ai_badge"));
+      const note = el("span", { className: "tile-status", hidden: true });
+      const figure = el("figure", { className: "tile" }, canvas, badge, note, caption);
       if (self) {
         figure.classList.add("self");
         this.root.prepend(figure);
       } else {
         this.root.append(figure);
       }
-      tile = { figure, canvas, caption, view: new AvatarView(canvas, paletteFor(slot ?? 0, host)) };
+      tile = { figure, canvas, caption, badge, note, view: new AvatarView(canvas, paletteFor(slot ?? 0, host)) };
       this.tiles.set(key, tile);
     }
     if (slot !== undefined && slot !== null) {
@@ -41,7 +43,9 @@ export class AvatarGrid {
       tile.view.dirty = true;
     }
     tile.figure.classList.toggle("host", host);
-    tile.caption.textContent = self ? `${name} (${t("you")})` : host ? `${name} · ${t("host")}` : name;
+    tile.badge.hidden = !host;
+    tile.caption.textContent = self ? `${name} (${t("you")})` : name;   // the AI host has its badge
+    tile.figure.title = host ? t("host") : "";
     return tile;
   }
 
@@ -53,6 +57,15 @@ export class AvatarGrid {
 
   clearOthers() {
     for (const key of [...this.tiles.keys()]) if (key !== "self") this.remove(key);
+  }
+
+  /** The small line over a tile (the AI host's status); empty hides it. `speaking` marks the tile. */
+  setNote(key, text, speaking = false) {
+    const tile = this.tiles.get(key);
+    if (!tile) return;
+    tile.note.textContent = text;
+    tile.note.hidden = !text;
+    tile.figure.classList.toggle("speaking", speaking);
   }
 
   view(key) {
@@ -75,11 +88,13 @@ export function renderParticipants(list, members, mySlot) {
   }));
 }
 
-export function addChatLine(log, { name, text, ts, system = false, own = false }) {
+/** One chat line: a participant's (`own` for this tab's, `ai` for the AI host's) or a system notice. */
+export function addChatLine(log, { name, text, ts, system = false, own = false, ai = false }) {
   const time = new Date(ts ?? Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const className = own ? "own" : ai ? "ai" : "";
   const item = system
     ? el("li", { className: "system" }, text)
-    : el("li", { className: own ? "own" : "" }, el("time", {}, time), el("b", {}, name), el("span", {}, text));
+    : el("li", { className }, el("time", {}, time), el("b", {}, name), el("span", {}, text));
   log.append(item);
   while (log.children.length > 200) log.firstElementChild.remove();
   log.scrollTop = log.scrollHeight;
@@ -90,6 +105,16 @@ export function setStatus(text, kind = "info") {
   const status = $("status");
   status.textContent = text;
   status.dataset.kind = kind;
+}
+
+/** The stats panel: tier, received byte rate, capture mode. */
+export function renderStats(state) {
+  const tier = state.tier;
+  $("stat-tier").textContent = tier ? `${tier.index} · ${tier.fps} ${t("fps")} · ${tier.bits} ${t("bits")}` : "–";
+  $("stat-received").textContent = formatRate(state.bytesPerSecond);
+  const capture = state.capture.status;
+  $("stat-capture").textContent = t(`capture_${capture === "no_face" ? "idle" : capture}`) +
+    (capture === "no_face" ? ` (${t("no_face")})` : "");
 }
 
 export function formatRate(bytesPerSecond) {
