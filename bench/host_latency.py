@@ -93,7 +93,8 @@ def voice_run(api, room_id, alice, bob, watch, question) -> dict:
     mic = threading.Thread(target=send_microphone, args=(alice, speech))
     start = time.monotonic()
     mic.start()
-    speech_end = start + len(speech) / 48000 - PAD_S
+    voiced = np.flatnonzero(np.abs(speech) > 0.02)
+    speech_end = start + (voiced[-1] + 1) / 48000               # the last sample that is really speech
     watch.listen(bob, 60, until=lambda w, m: isinstance(m, p.AudioStop) and time.monotonic() > speech_end)
     mic.join()
     turns = api.api("GET", f"/api/meeting/{room_id}/host")[1]["turns"]
@@ -110,7 +111,8 @@ def barge_run(alice, bob, watch) -> dict:
     watch.listen(bob, 0.6)
     speech = spoken("Wait, stop please.", pad_s=PAD_S)
     mic = threading.Thread(target=send_microphone, args=(alice, speech))
-    onset = time.monotonic() + PAD_S
+    voiced = np.flatnonzero(np.abs(speech) > 0.02)
+    onset = time.monotonic() + voiced[0] / 48000                # the first sample that is really speech
     mic.start()
     watch.listen(bob, 10, until=lambda w, m: isinstance(m, p.AudioStop))
     mic.join()

@@ -85,7 +85,8 @@ class AIHost:
     async def _load(self) -> None:
         """Load this room's models in the background (once per process), telling the room how it goes."""
         try:
-            await self.speech.load(lambda what: self._status("loading", f"loading {what} …"))
+            await self.speech.load(lambda what: self._status(
+                "loading", f"正在加载{what}…" if self.language == "zh" else f"loading {what} …"))
             self._ready = True
             self._status("listening")
         except Exception as exc:

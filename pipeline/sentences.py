@@ -130,6 +130,10 @@ class SentenceSplitter:
             for i in range(self.first_clause, len(buf) - 1):
                 if buf[i - 1] in CUT_MARKS and not buf[i].isdigit():
                     return i
+            if len(buf) >= 3 * self.first_clause:          # no clause mark early on: a few words will do
+                k = buf.rfind(" ", 0, 3 * self.first_clause)
+                if k >= self.first_clause:
+                    return k + 1
         if len(buf) < self.soft_limit:
             return 0
         for marks in (CUT_MARKS, " "):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -25,7 +26,11 @@ from pipeline.voice import HostVoice
 
 log = logging.getLogger(__name__)
 MIC_RATE = 48000
-FIRST_CLAUSE = 16           # characters: a reply's first clause is spoken on its own once it is this long
+FIRST_CLAUSE = 10           # characters: a reply's first clause (or first few words) is spoken on its own
+MAX_SENTENCES = 4           # a reply is cut after this many sentences (small models do not stop by themselves)
+_SPEAKER_PREFIX = re.compile(r"^\s*[\w .'-]{1,24}:\s+")    # "Alice: …", the transcript's format leaking back
+ZH_WHAT = {"voice activity model": "语音检测模型", "voice": "语音", "lip-sync": "口型同步",
+           "language model": "语言模型", "speech model": "语音识别模型"}
 
 
 @dataclass
@@ -82,7 +87,7 @@ class HostSpeech:
         results = []
         for key, what, load in steps:
             if not reg.loaded(key):
-                progress(what)
+                progress(ZH_WHAT[what] if self.language == "zh" else what)
             results.append(await asyncio.to_thread(load))
         self.vad_session, self.tts, self.lipsync, self.llm, whisper = results
         self.asr = WhisperASR(whisper, self.language)
@@ -120,7 +125,7 @@ class HostSpeech:
 
     async def transcribe(self, utterance: SpeechEnded) -> Transcript | ErrorFrame | None:
         if self.asr is None:
-            return ErrorFrame("asr", "The speech model is still loading.")
+            return ErrorFrame("asr", "语音识别模型还在加载。" if self.language == "zh" else "The speech model is still loading.")
         async for frame in self.asr.process(utterance):
             return frame
         return None
@@ -134,19 +139,38 @@ class HostSpeech:
     async def answer(self, messages: list[dict], voice: HostVoice, turn: TurnTimes) -> str | ErrorFrame:
         """Stream the LLM's reply and speak it sentence by sentence while it is still being written."""
         if self.llm is None:
-            return ErrorFrame("llm", "The language model is still loading: ask again in a moment.")
+            return ErrorFrame("llm", "语言模型还在加载，请稍后再问。" if self.language == "zh"
+                              else "The language model is still loading: ask again in a moment.")
         stage = LLMStage(self.llm, self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"])
         splitter, sentences = SentenceSplitter(first_clause=FIRST_CLAUSE), asyncio.Queue()
         speaker = asyncio.create_task(self._speak(sentences, voice, turn))
         parts: list[str] = []
+        head, spoken = "", 0
         try:
             async for frame in stage.process(messages):
                 if isinstance(frame, ErrorFrame):
                     return frame
                 if turn.llm_first_token is None:
                     turn.llm_first_token = time.monotonic()
-                parts.append(frame.text)
-                for sentence in splitter.feed(frame.text):
+                text = frame.text
+                if head is not None:                  # hold the first characters back to drop a "Name:" prefix
+                    head += text
+                    colon = head.find(":")
+                    undecided = (len(head) < 12) if colon < 0 else not re.search(r":\s+\S", head)
+                    if undecided and len(head) < 26 and "\n" not in head:
+                        continue
+                    text, head = _SPEAKER_PREFIX.sub("", head, count=1), None
+                parts.append(text)
+                for sentence in splitter.feed(text):
+                    turn.first_sentence = turn.first_sentence or time.monotonic()
+                    sentences.put_nowait(sentence)
+                    spoken += 1
+                if spoken >= MAX_SENTENCES:
+                    break
+            if head:
+                head = _SPEAKER_PREFIX.sub("", head, count=1)
+                parts.append(head)
+                for sentence in splitter.feed(head):
                     turn.first_sentence = turn.first_sentence or time.monotonic()
                     sentences.put_nowait(sentence)
             last = splitter.flush()
