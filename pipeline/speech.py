@@ -125,7 +125,8 @@ class HostSpeech:
 
     async def transcribe(self, utterance: SpeechEnded) -> Transcript | ErrorFrame | None:
         if self.asr is None:
-            return ErrorFrame("asr", "语音识别模型还在加载。" if self.language == "zh" else "The speech model is still loading.")
+            loading = "语音识别模型还在加载。" if self.language == "zh" else "The speech model is still loading."
+            return ErrorFrame("asr", loading)
         async for frame in self.asr.process(utterance):
             return frame
         return None
