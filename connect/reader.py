@@ -7,54 +7,35 @@ checked and queued for its receivers, whose writer thread sends it on. No per-so
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
-import threading
 from collections import deque
 
+from connect.selectorthread import SelectorThread
 from connect.wsframes import FrameError
 
 log = logging.getLogger(__name__)
 RECV_BYTES = 65536
 
 
-class SocketReader:
+class SocketReader(SelectorThread):
+    name = "ws-reader"
+
     def __init__(self):
+        super().__init__()
         self._adds: deque = deque()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
     def add(self, conn) -> None:
         """Start reading `conn` (a connect.websocket.Connection); safe from any thread."""
-        self._start()
+        self.start()
         self._adds.append(conn)
-        try:
-            os.write(self._w, b"\0")
-        except BlockingIOError:
-            pass
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._r, self._w = os.pipe()
-            os.set_blocking(self._r, False)
-            os.set_blocking(self._w, False)
-            self._sel = selectors.DefaultSelector()
-            self._sel.register(self._r, selectors.EVENT_READ, None)
-            self._thread = threading.Thread(target=self._run, name="ws-reader", daemon=True)
-            self._thread.start()
+        self._poke()
 
     def _run(self) -> None:
         while True:
             for key, _ in self._sel.select(timeout=1.0):
                 if key.data is None:
-                    try:
-                        while os.read(self._r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
+                    self._woken()
                     while self._adds:
                         conn = self._adds.popleft()
                         self._sel.register(conn.sock, selectors.EVENT_READ, conn)

@@ -9,13 +9,13 @@ socket, not the room's latency.
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
 import threading
 import time
 from collections import deque
 
+from connect.selectorthread import SelectorThread
 from connect.wsframes import PING_FRAME, close_frame, frame_all
 
 log = logging.getLogger(__name__)
@@ -23,30 +23,18 @@ log = logging.getLogger(__name__)
 DONE, BLOCKED, DEAD = 0, 1, 2
 
 
-class SocketWriter:
+class SocketWriter(SelectorThread):
     """Owns the thread that writes to every WebSocket of the process."""
 
+    name = "ws-writer"
+
     def __init__(self, ping_interval: float = 25.0):
+        super().__init__()
         self.ping_interval = ping_interval
         self._dirty: deque = deque()
-        self._wake_pending = False
         self._channels: set = set()
         self._removals: deque = deque()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._stop = False
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is not None:
-                return
-            self._r, self._w = os.pipe()
-            os.set_blocking(self._r, False)
-            os.set_blocking(self._w, False)
-            self._sel = selectors.DefaultSelector()
-            self._sel.register(self._r, selectors.EVENT_READ, None)
-            self._thread = threading.Thread(target=self._run, name="ws-writer", daemon=True)
-            self._thread.start()
 
     def stop(self) -> None:
         self._stop = True
@@ -74,27 +62,13 @@ class SocketWriter:
         if not self._wake_pending:
             self._poke()
 
-    def _poke(self) -> None:
-        self._wake_pending = True
-        try:
-            os.write(self._w, b"\0")
-        except BlockingIOError:
-            pass                                   # the pipe is full: the writer is awake anyway
-
     def _run(self) -> None:
         parked: set = set()
         next_ping = time.monotonic() + self.ping_interval
         while not self._stop:
             for key, _ in self._sel.select(timeout=1.0):
                 if key.data is None:
-                    try:
-                        while os.read(self._r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
-                    # After emptying the pipe and before draining `_dirty`: a wake() from now on pokes again,
-                    # and one that came earlier has its channel in `_dirty` already. No wake-up is lost.
-                    self._wake_pending = False
+                    self._woken()                  # before draining `_dirty`, so no wake-up is lost
                 else:
                     self._sel.unregister(key.fileobj)
                     parked.discard(key.data)

@@ -22,6 +22,9 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing pip packages into .venv"
   find_links=()
   [ -d /opt/wheels ] && find_links=(--find-links /opt/wheels)   # the local CPU build of torch
+  # llama-cpp-python builds from source once (pip keeps the wheel): use every core, skip its tools.
+  export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+  export CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF}"
   .venv/bin/pip install -q "${find_links[@]}" -r requirements.txt
   .venv/bin/pip install -q --no-deps -r requirements-nodeps.txt
   touch "$stamp"
