@@ -57,13 +57,12 @@ class SocketReader(SelectorThread):
                     conn.on_frame(opcode, payload)
                     if conn.done_reading:
                         break
-        except FrameError as err:
+        except FrameError as err:                       # the byte stream is broken: no point reading on
             conn.close(err.code, err.reason)
             conn.on_eof()
         except Exception:                               # a bug in one session must not stop every socket
             log.exception("data channel failed")
             conn.close(1011, "server error")
-            conn.on_eof()
         if conn.done_reading:
             self._sel.unregister(conn.sock)
             conn.finished.set()

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from flask import Flask, current_app, request
 from flask_sock import Sock
@@ -25,6 +26,7 @@ from meeting.room import JitsiRoom
 log = logging.getLogger(__name__)
 C = p.CloseCode
 HARD_MESSAGE_LIMIT = 65536      # frames above this are refused before they are read whole (1009)
+CLOSE_TIMEOUT = 2.0             # seconds the peer has to answer our close frame
 
 
 class SessionEnd(Exception):
@@ -118,8 +120,13 @@ class Connection:
         self.session = MeetingSession(self, room_id, services)
         self.finished = threading.Event()          # the reader is done with the socket
         self.done_reading = False
+        self.closing_at: float | None = None      # when we sent (or queued) our close frame
 
     def on_frame(self, opcode: int, payload: bytes) -> None:
+        if self.closing_at is not None:            # closing: only the peer's Close matters now
+            if opcode == OP_CLOSE:
+                self.done_reading = True
+            return
         if opcode == OP_BINARY:
             self.session.on_message(payload)
         elif opcode == OP_TEXT:
@@ -131,16 +138,27 @@ class Connection:
         elif opcode == OP_CLOSE:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else C.NORMAL
             self.close(code if 1000 <= code < 5000 and code not in (1005, 1006, 1015) else C.NORMAL, "bye")
+            self.done_reading = True                # the peer's Close answered by ours: the handshake is done
 
     def close(self, code: int, reason: str) -> None:
-        """Stop reading, send a close frame after what is queued, and shut the socket."""
-        self.done_reading = True
+        """Send a close frame after what is queued and stop writing; reading goes on (data is dropped) until
+        the peer's Close or EOF, or `abort()` after the close timeout. Safe from any thread."""
+        if self.closing_at is None:
+            self.closing_at = time.monotonic()
         self.channel.close(code, reason)
         if code not in (C.NORMAL, C.GOING_AWAY):
             log.info("room %s: socket closed %d (%s)", self.session.room_id, code, reason)
 
     def on_eof(self) -> None:
         self.done_reading = True
+
+    def abort(self) -> None:
+        """The peer never answered our close: stop reading (the reader sees EOF and lets go)."""
+        self.done_reading = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
 
     def end(self) -> None:
         self.session.leave()
@@ -173,8 +191,12 @@ def init_app(app: Flask) -> None:
         services = current_app.extensions["avatar"]
         conn = Connection(ws, room_id, services)
         services.reader.add(conn)
-        if not conn.finished.wait(services.config["JOIN_TIMEOUT"]) and conn.session.member is None:
-            conn.close(C.JOIN_TIMEOUT, "no JOIN within the join timeout")
-        conn.finished.wait()
+        join_by = time.monotonic() + services.config["JOIN_TIMEOUT"]
+        while not conn.finished.wait(1.0):
+            now = time.monotonic()
+            if conn.closing_at is None and conn.session.member is None and now > join_by:
+                conn.close(C.JOIN_TIMEOUT, "no JOIN within the join timeout")
+            elif conn.closing_at is not None and now - conn.closing_at > CLOSE_TIMEOUT:
+                conn.abort()
         conn.end()
         ws.connected = False                        # flask-sock's own close must not write to the socket

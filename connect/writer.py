@@ -164,7 +164,9 @@ class WebSocketChannel:
                 return DONE
             result = self._send(b"".join(parts))
             if self.close_request is not None:
-                self._shutdown()
+                # Only our side: the reader keeps draining until the peer's Close (RFC 6455), so unread data
+                # cannot turn the ending into a reset that loses the close frame.
+                self._shutdown(socket.SHUT_WR if result == DONE else socket.SHUT_RDWR)
                 return DEAD
             return result
 
@@ -187,10 +189,10 @@ class WebSocketChannel:
         self.pending = data[n:] if n < len(data) else b""
         return BLOCKED if self.pending else DONE
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, how: int = socket.SHUT_RDWR) -> None:
         self.closed = True
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(how)
         except OSError:
             pass
         self.shut.set()
