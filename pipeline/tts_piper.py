@@ -3,6 +3,7 @@ duration tensor ("alignments")."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -91,10 +92,17 @@ class PiperTTS(TTSEngine):
                 load_path, in_memory = aligned_model(model_path, cache_dir), False
             except Exception as err:                       # no onnx, read-only cache …: patch in memory instead
                 log.warning("could not cache an aligned Piper voice (%s); patching in memory", err)
-        self.voice = PiperVoice.load(load_path, config_path=config_path, include_alignments=in_memory)
-        if not in_memory and threads:
-            # Piper's own session takes every core; on 2 cores it then fights the LLM still writing the reply.
-            self.voice.session = _session(load_path, threads)
+        if in_memory or not threads:
+            self.voice = PiperVoice.load(load_path, config_path=config_path, include_alignments=in_memory)
+        else:
+            # Not PiperVoice.load: its session takes every core and keeps spinning threads, which slow speech
+            # recognition and the LLM in this process. Ours has `threads` threads and does not spin.
+            from piper.config import PiperConfig
+            from piper.voice import ESPEAK_DATA_DIR
+            with open(config_path, encoding="utf-8") as f:
+                config = PiperConfig.from_dict(json.load(f))
+            self.voice = PiperVoice(config=config, session=_session(load_path, threads),
+                                    espeak_data_dir=pathlib.Path(ESPEAK_DATA_DIR), download_dir=pathlib.Path.cwd())
         self.sample_rate = self.voice.config.sample_rate
         self.model_path = model_path
         self._lock = threading.Lock()                      # one synthesis at a time: steadier latency on 2 cores
@@ -121,4 +129,5 @@ def _session(path: str, threads: int):
     import onnxruntime
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return onnxruntime.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
