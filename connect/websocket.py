@@ -120,10 +120,9 @@ class Connection:
         self.session = MeetingSession(self, room_id, services)
         self.finished = threading.Event()          # the reader is done with the socket
         self.done_reading = False
-        self.closing_at: float | None = None      # when we sent (or queued) our close frame
 
     def on_frame(self, opcode: int, payload: bytes) -> None:
-        if self.closing_at is not None:            # closing: only the peer's Close matters now
+        if self.channel.close_request is not None:     # closing: only the peer's Close matters now
             if opcode == OP_CLOSE:
                 self.done_reading = True
             return
@@ -143,8 +142,6 @@ class Connection:
     def close(self, code: int, reason: str) -> None:
         """Send a close frame after what is queued and stop writing; reading goes on (data is dropped) until
         the peer's Close or EOF, or `abort()` after the close timeout. Safe from any thread."""
-        if self.closing_at is None:
-            self.closing_at = time.monotonic()
         self.channel.close(code, reason)
         if code not in (C.NORMAL, C.GOING_AWAY):
             log.info("room %s: socket closed %d (%s)", self.session.room_id, code, reason)
@@ -193,10 +190,10 @@ def init_app(app: Flask) -> None:
         services.reader.add(conn)
         join_by = time.monotonic() + services.config["JOIN_TIMEOUT"]
         while not conn.finished.wait(1.0):
-            now = time.monotonic()
-            if conn.closing_at is None and conn.session.member is None and now > join_by:
+            now, closing_at = time.monotonic(), conn.channel.closing_at   # any close: ours, a ping's, 4013 …
+            if closing_at is None and conn.session.member is None and now > join_by:
                 conn.close(C.JOIN_TIMEOUT, "no JOIN within the join timeout")
-            elif conn.closing_at is not None and now - conn.closing_at > CLOSE_TIMEOUT:
+            elif closing_at is not None and now - closing_at > CLOSE_TIMEOUT:
                 conn.abort()
         conn.end()
         ws.connected = False                        # flask-sock's own close must not write to the socket

@@ -34,13 +34,6 @@ class SocketWriter(SelectorThread):
         self._dirty: deque = deque()
         self._channels: set = set()
         self._removals: deque = deque()
-        self._stop = False
-
-    def stop(self) -> None:
-        self._stop = True
-        if self._thread is not None:
-            self._poke()
-            self._thread.join(timeout=2)
 
     def add(self, channel) -> None:
         self.start()
@@ -65,7 +58,7 @@ class SocketWriter(SelectorThread):
     def _run(self) -> None:
         parked: set = set()
         next_ping = time.monotonic() + self.ping_interval
-        while not self._stop:
+        while True:
             for key, _ in self._sel.select(timeout=1.0):
                 if key.data is None:
                     self._woken()                  # before draining `_dirty`, so no wake-up is lost
@@ -84,9 +77,6 @@ class SocketWriter(SelectorThread):
                 if channel.flush() == BLOCKED:
                     parked.add(channel)
                     self._sel.register(channel.sock, selectors.EVENT_WRITE, channel)
-            for channel in [c for c in parked if c.closed]:
-                self._sel.unregister(channel.sock)
-                parked.discard(channel)
             while self._removals:
                 channel, done = self._removals.popleft()
                 if channel in parked:
@@ -115,8 +105,8 @@ class WebSocketChannel:
         self.closed = False                       # nothing more will be written
         self.shut = threading.Event()             # set once the socket is shut down
         self.close_request: tuple[int, str] | None = None
+        self.closing_at: float | None = None      # when the close was asked for, whoever asked
         self.pong_received = True
-        self.bytes_out = 0
         self._control: deque[bytes] = deque()
         self._awaiting_pong = False
         writer.add(self)
@@ -132,6 +122,7 @@ class WebSocketChannel:
     def close(self, code: int, reason: str) -> None:
         """Send what is queued, then a close frame, then shut the socket. Safe from any thread."""
         if self.close_request is None:
+            self.closing_at = time.monotonic()
             self.close_request = (code, reason)
             self.writer.wake(self)
 
@@ -147,11 +138,11 @@ class WebSocketChannel:
         with self.lock:
             if self.closed:
                 return DEAD
-            if self.pending and self._send(self.pending) != DONE:
-                if self.close_request is not None:   # a stuck reader being closed: no point waiting
+            if self.pending and (result := self._send(self.pending)) != DONE:
+                if result == BLOCKED and self.close_request is not None:   # a stuck reader being closed
                     self._shutdown()
                     return DEAD
-                return BLOCKED if not self.closed else DEAD
+                return result
             parts = []
             while self._control:
                 parts.append(self._control.popleft())
@@ -185,7 +176,6 @@ class WebSocketChannel:
         except OSError:
             self._shutdown()
             return DEAD
-        self.bytes_out += n
         self.pending = data[n:] if n < len(data) else b""
         return BLOCKED if self.pending else DONE
 

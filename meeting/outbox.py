@@ -61,7 +61,3 @@ class Outbox:
             self._poses.clear()
             self._empty = True
             return out
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._ordered) + sum((k is not None) + (d is not None) for k, d in self._poses.values())

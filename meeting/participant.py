@@ -56,8 +56,6 @@ class Participant:
     chat_limiter: RateLimiter | None = None
     last_key: bytes | None = None       # this participant's latest key frame and delta, for late joiners
     last_delta: bytes | None = None
-    frames_in: int = 0
-    frames_dropped: int = 0
 
     @property
     def connected(self) -> bool:

@@ -55,7 +55,7 @@ class JitsiRoom:
         self._connected: tuple[Participant, ...] = ()     # copy-on-write: the fan-out reads it without a lock
         self.listeners: list[RoomListener] = []
         self.language = "en"
-        self.agenda: list[dict] = []
+        self.agenda: list = []                             # pipeline.agenda.AgendaItem, set by the API
 
     # --- membership ---------------------------------------------------------------------------
 
@@ -196,9 +196,7 @@ class JitsiRoom:
     def relay_pose(self, sender: Participant, payload: bytes) -> bool:
         """Send a validated pose payload to every other connected participant. Frames above the tier's
         rate are dropped (False), not queued. Runs on the sender's thread and never touches a socket."""
-        sender.frames_in += 1
         if sender.limiter is not None and not sender.limiter.allow():
-            sender.frames_dropped += 1
             return False
         key = bool(payload[0] & posedata.KEY_FLAG)
         frame = p.relay_pose(payload, sender.slot)

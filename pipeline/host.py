@@ -63,7 +63,6 @@ class AIHost:
         self._meeting_start: float | None = None
         self._agenda_next = 0
         self._humans = 0
-        self._ready = False
         self._summary: tuple[int, str] | None = None
         self._closed = False
         room.attach(self.member.user_id, self.member.nonce, HostChannel(self))
@@ -87,7 +86,6 @@ class AIHost:
         try:
             await self.speech.load(lambda what: self._status(
                 "loading", f"正在加载{what}…" if self.language == "zh" else f"loading {what} …"))
-            self._ready = True
             self._status("listening")
         except Exception as exc:
             log.exception("room %s: models failed to load", self.room.room_id)
@@ -111,11 +109,9 @@ class AIHost:
 
     async def _animate(self) -> None:
         """The host's avatar: idle motion and blinks, the mouth of what it says; at the room's tier rate."""
-        stream = None
+        stream = PoseStream(self.room.tier.bits, self.room.tier.fps)
         while not self._closed:
             tier = self.room.tier
-            if stream is None:
-                stream = PoseStream(tier.bits, tier.fps)
             stream.set_tier(tier.bits, tier.fps)
             now = time.monotonic()
             pose = self.motion.pose(now, thinking=self.state[0] == "thinking")
@@ -239,7 +235,7 @@ class AIHost:
         self.transcript.add(self.member.user_id, self.name, text, "voice")
 
     def _agenda_tick(self, now: float) -> None:
-        if self._meeting_start is None and self._humans and self._ready:
+        if self._meeting_start is None and self._humans and self.speech.ready:
             self._meeting_start = now                        # the agenda starts once someone is there to hear it
         if self._meeting_start is None or self._agenda_next >= len(self.agenda) or not self._humans:
             return

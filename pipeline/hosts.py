@@ -74,8 +74,3 @@ class HostManager:
         if record.host is None:
             return extractive_summary(record.transcript.lines(), language)
         return self.runtime.submit(record.host.summary()).result(timeout)
-
-    def shutdown(self) -> None:
-        for room_id in list(self._records):
-            self.close(room_id)
-        self.runtime.stop()

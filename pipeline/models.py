@@ -11,14 +11,12 @@ log = logging.getLogger(__name__)
 
 
 class ModelRegistry:
-    """`get(key, loader)` returns the one instance for `key`, loading it on first use (other callers wait).
-    `listeners` are told ("loading", what) and ("ready", what) so pages can show progress."""
+    """`get(key, loader)` returns the one instance for `key`, loading it on first use (other callers wait)."""
 
     def __init__(self):
         self._models: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
-        self.listeners: list[Callable[[str, str], None]] = []
         self.load_seconds: dict[str, float] = {}
 
     def get(self, key: str, loader: Callable[[], Any], what: str | None = None) -> Any:
@@ -30,21 +28,12 @@ class ModelRegistry:
         with lock:
             model = self._models.get(key)
             if model is None:
-                self._tell("loading", what or key)
                 t0 = time.monotonic()
                 model = loader()
                 self.load_seconds[key] = time.monotonic() - t0
                 self._models[key] = model
-                log.info("loaded %s in %.2f s", key, self.load_seconds[key])
-                self._tell("ready", what or key)
+                log.info("loaded %s in %.2f s", what or key, self.load_seconds[key])
         return model
 
     def loaded(self, key: str) -> bool:
         return key in self._models
-
-    def _tell(self, event: str, what: str) -> None:
-        for listener in list(self.listeners):
-            try:
-                listener(event, what)
-            except Exception:  # a listener's failure must not stop a load
-                log.exception("model listener failed")

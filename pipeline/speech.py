@@ -59,6 +59,26 @@ class TurnTimes:
         return out
 
 
+class _NamePrefix:
+    """Holds a reply's first characters back until it is clear whether they are a "Name:" prefix (the
+    transcript's format leaking into the answer), and drops the prefix if they are."""
+
+    def __init__(self):
+        self.head: str | None = ""
+
+    def feed(self, text: str) -> str:
+        if self.head is None:
+            return text
+        self.head += text
+        head = self.head
+        undecided = len(head) < 12 if ":" not in head else not re.search(r":\s+\S", head)
+        return "" if undecided and len(head) < 26 and "\n" not in head else self.flush()
+
+    def flush(self) -> str:
+        head, self.head = self.head or "", None
+        return _SPEAKER_PREFIX.sub("", head, count=1)
+
+
 class HostSpeech:
     def __init__(self, runtime: HostRuntime, language: str):
         self.rt, self.language = runtime, language
@@ -119,10 +139,6 @@ class HostSpeech:
         self._decoders.pop(speaker, None)
         return [f for f in stream.finish() if isinstance(f, SpeechEnded)] if stream is not None else []
 
-    def forget(self, speaker: str) -> None:
-        self._streams.pop(speaker, None)
-        self._decoders.pop(speaker, None)
-
     async def transcribe(self, utterance: SpeechEnded) -> Transcript | ErrorFrame | None:
         if self.asr is None:
             loading = "语音识别模型还在加载。" if self.language == "zh" else "The speech model is still loading."
@@ -145,39 +161,30 @@ class HostSpeech:
         stage = LLMStage(self.llm, self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"])
         splitter, sentences = SentenceSplitter(first_clause=FIRST_CLAUSE), asyncio.Queue()
         speaker = asyncio.create_task(self._speak(sentences, voice, turn))
-        parts: list[str] = []
-        head, spoken = "", 0
+        names, parts, spoken = _NamePrefix(), [], 0
+
+        def queue(found: list[Sentence]) -> None:
+            for sentence in found:
+                if sentence.text.strip():
+                    turn.first_sentence = turn.first_sentence or time.monotonic()
+                    sentences.put_nowait(sentence)
+
         try:
             async for frame in stage.process(messages):
                 if isinstance(frame, ErrorFrame):
                     return frame
-                if turn.llm_first_token is None:
-                    turn.llm_first_token = time.monotonic()
-                text = frame.text
-                if head is not None:                  # hold the first characters back to drop a "Name:" prefix
-                    head += text
-                    colon = head.find(":")
-                    undecided = (len(head) < 12) if colon < 0 else not re.search(r":\s+\S", head)
-                    if undecided and len(head) < 26 and "\n" not in head:
-                        continue
-                    text, head = _SPEAKER_PREFIX.sub("", head, count=1), None
+                turn.llm_first_token = turn.llm_first_token or time.monotonic()
+                text = names.feed(frame.text)
                 parts.append(text)
-                for sentence in splitter.feed(text):
-                    turn.first_sentence = turn.first_sentence or time.monotonic()
-                    sentences.put_nowait(sentence)
-                    spoken += 1
+                found = splitter.feed(text)
+                queue(found)
+                spoken += len(found)
                 if spoken >= MAX_SENTENCES:
-                    break
-            if head:
-                head = _SPEAKER_PREFIX.sub("", head, count=1)
-                parts.append(head)
-                for sentence in splitter.feed(head):
-                    turn.first_sentence = turn.first_sentence or time.monotonic()
-                    sentences.put_nowait(sentence)
-            last = splitter.flush()
-            if last.text.strip():
-                turn.first_sentence = turn.first_sentence or time.monotonic()
-                sentences.put_nowait(last)
+                    break                             # enough: the unfinished rest is not spoken
+            else:
+                rest = names.flush()
+                parts.append(rest)
+                queue(splitter.feed(rest) + [splitter.flush()])
             sentences.put_nowait(None)
             await speaker
             await voice.end_utterance()

@@ -1,7 +1,6 @@
 """Helpers for tests of the AI host: a participant's microphone from a WAV, and what a listener hears and sees."""
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass, field
 
@@ -9,16 +8,14 @@ import numpy as np
 
 from connect import protocol as p
 from connect.posedata import PoseReceiver
-from pipeline.audio import OpusDecoder, OpusEncoder, resample
+from pipeline.audio import OpusDecoder, OpusEncoder
+from tests.speech_util import espeak
 
 
 def spoken(text: str, voice: str = "en", pad_s: float = 0.5) -> np.ndarray:
-    """`text` said by espeak-ng, as 48 kHz float32 with `pad_s` of silence on each side."""
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "--stdout", text], check=True,
-                         capture_output=True).stdout
-    pcm = np.frombuffer(wav[44:], np.int16).astype(np.float32) / 32768.0
+    """`text` said by espeak-ng, as 48 kHz float32 (a microphone's rate) with `pad_s` of silence each side."""
     pad = np.zeros(int(48000 * pad_s), np.float32)
-    return np.concatenate([pad, resample(pcm, 22050, 48000), pad])
+    return np.concatenate([pad, espeak(text, voice, sr=48000), pad])
 
 
 def send_microphone(client, pcm48k: np.ndarray, realtime: bool = True) -> float:

@@ -16,16 +16,16 @@ SR = 16000
 
 
 @functools.lru_cache(maxsize=16)
-def _espeak(text: str, voice: str, speed: int) -> np.ndarray:
+def _espeak(text: str, voice: str, speed: int, sr: int) -> np.ndarray:
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", f.name, text], check=True, capture_output=True)
-        pcm, sr = soundfile.read(f.name, dtype="float32")
-    return resample(pcm, sr, SR)
+        pcm, rate = soundfile.read(f.name, dtype="float32")
+    return resample(pcm, rate, sr)
 
 
-def espeak(text: str, voice: str = "en-us", speed: int = 150) -> np.ndarray:
-    """`text` spoken by espeak-ng: float32 mono at 16 kHz (a fresh copy each call)."""
-    return _espeak(text, voice, speed).copy()
+def espeak(text: str, voice: str = "en-us", speed: int = 150, sr: int = SR) -> np.ndarray:
+    """`text` spoken by espeak-ng: float32 mono at `sr` (16 kHz by default; a fresh copy each call)."""
+    return _espeak(text, voice, speed, sr).copy()
 
 
 def silence(seconds: float, sr: int = SR) -> np.ndarray:

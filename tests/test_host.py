@@ -36,10 +36,9 @@ def until_end(watch, msg) -> bool:
 
 
 def test_a_spoken_question_is_heard_and_answered_with_voice_and_mouth(host_server):
-    room_id, alice, _ = open_room(host_server, agenda=[{"title": "Budget review", "minutes": 30}])
+    room_id, alice, first = open_room(host_server, agenda=[{"title": "Budget review", "minutes": 30}])
     bob = MeetingClient(host_server, room_id)
-    watch = HostWatch(alice.slot and 0)
-    watch.host_slot = host_server.api("GET", f"/api/meeting/{room_id}")[1]["host"]["slot"]
+    watch = HostWatch(first.host_slot)
     watch.listen(bob, 30, until=until_end)                 # the agenda's first announcement
     watch.audio.clear()
     watch.mouth.clear()
@@ -94,9 +93,9 @@ def test_the_host_answers_only_when_addressed(host_server):
 
 
 def test_barge_in_stops_the_host(host_server):
-    room_id, alice, _ = open_room(host_server, agenda=[{"title": "Quarterly numbers and the long plan", "minutes": 30}])
+    room_id, alice, first = open_room(host_server, agenda=[{"title": "Quarterly numbers and the long plan", "minutes": 30}])
     bob = MeetingClient(host_server, room_id)
-    watch = HostWatch(host_server.api("GET", f"/api/meeting/{room_id}")[1]["host"]["slot"])
+    watch = HostWatch(first.host_slot)
     watch.listen(bob, 30, until=until_end)
     alice.send(p.Chat("@AI what is on the agenda? Please read it slowly."))
     watch.listen(bob, 30, until=lambda w, m: isinstance(m, p.Audio))   # the host is speaking
