@@ -166,7 +166,7 @@ def main() -> None:
     stages = {name: p50(r["turn"].get(f"{name}_stage_ms") for r in chats)
               for name in ("llm_first_token", "first_sentence", "tts_done", "lipsync_done", "first_audio")}
     voice_stages = {name: p50(r["turn"] and r["turn"].get(f"{name}_stage_ms") for r in voices)
-                    for name in ("asr_done", "llm_first_token", "first_sentence", "tts_done", "lipsync_done")}
+                    for name in ("end_detected", "asr_done", "llm_first_token", "first_sentence", "tts_done", "lipsync_done")}
     result = {
         "pipeline_overhead_ms_p50": p50(r["overhead_ms"] for r in chats),
         "first_audio_ms_p50": p50(r["first_audio_ms"] for r in chats),
@@ -176,7 +176,8 @@ def main() -> None:
         "barge_in_ms_p50": p50(r["barge_in_ms"] for r in barges),
         "barge_in_interrupted": sum(r["interrupted"] for r in barges),
         "stages_ms_p50": {"vad_end_after_speech": p50(r["vad_end_ms"] for r in voices),
-                          "asr": voice_stages["asr_done"], "llm_first_token": stages["llm_first_token"],
+                          "vad_end_wait": voice_stages["end_detected"], "asr": voice_stages["asr_done"],
+                          "llm_first_token": stages["llm_first_token"],
                           "first_sentence": stages["first_sentence"], "tts": stages["tts_done"],
                           "lipsync": stages["lipsync_done"], "send": stages["first_audio"],
                           "delivery_to_client": p50(r["delivery_ms"] for r in chats)},

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.frames import ErrorFrame, SpeechEnded, Transcript
+from pipeline.frames import ErrorFrame, SpeechEnded, SpeechPaused, Transcript
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -152,7 +152,7 @@ class WhisperASR:
         log.debug("transcribed %.2f s of audio in %.2f s: %r", len(pcm16k) / SR, self.last_seconds, text)
         return text
 
-    async def process(self, frame: SpeechEnded) -> AsyncIterator[Transcript | ErrorFrame]:
+    async def process(self, frame: SpeechEnded | SpeechPaused) -> AsyncIterator[Transcript | ErrorFrame]:
         if len(frame.pcm) < MIN_SECONDS * SR:
             return
         try:

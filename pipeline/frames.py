@@ -26,6 +26,16 @@ class SpeechStarted:
 
 
 @dataclass(frozen=True, eq=False)
+class SpeechPaused:
+    """The speaker has been silent for a moment (the VAD's post-roll): the utterance so far, exactly as its
+    SpeechEnded will carry it if the silence lasts, so recognition can start before the end is certain."""
+    speaker: str
+    pcm: np.ndarray
+    t_start: float
+    t_end: float
+
+
+@dataclass(frozen=True, eq=False)
 class SpeechEnded:
     """One utterance, cut by the VAD: 16 kHz audio from its start to its end."""
     speaker: str

@@ -164,21 +164,22 @@ class AIHost:
             self.voice.interrupt()
 
     async def _transcribe(self, member: Participant, utterance) -> None:
-        t_end = utterance.t_end
+        detected = time.monotonic()
         result = await self.speech.transcribe(utterance)
         if isinstance(result, ErrorFrame):
             self._status("error", result.message)
             return
         if isinstance(result, TranscriptFrame) and result.text:
-            self._heard_text(member, result.text, "voice", t_end, asr_done=time.monotonic())
+            self._heard_text(member, result.text, "voice", utterance.t_end, end_detected=detected,
+                             asr_done=time.monotonic())
 
     def _heard_text(self, member: Participant, text: str, source: str, t_heard: float,
-                    asr_done: float | None = None) -> None:
+                    end_detected: float | None = None, asr_done: float | None = None) -> None:
         self.transcript.add(member.user_id, member.display_name, text, source)
         request = self.addressing.match(text, source)
         if request is None or self._closed:
             return
-        turn = TurnTimes(source=source, heard=t_heard, asr_done=asr_done)
+        turn = TurnTimes(source=source, heard=t_heard, end_detected=end_detected, asr_done=asr_done)
         if self._reply is not None and not self._reply.done():
             self._cancel_reply()                          # one reply at a time: the newest question wins
             self.voice.interrupt()

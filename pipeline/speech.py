@@ -12,9 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from pipeline.asr import WhisperASR, asr_key, load_whisper
 from pipeline.audio import AudioError, OpusDecoder
-from pipeline.frames import AudioIn, ErrorFrame, Sentence, SpeechAudio, SpeechEnded, SpeechStarted, Transcript
+from pipeline.frames import AudioIn, ErrorFrame, Sentence, SpeechAudio, SpeechEnded, SpeechPaused, SpeechStarted, Transcript
 from pipeline.lipsync import make_lipsync
 from pipeline.llm import LLMStage, build_messages, make_llm
 from pipeline.runtime import HostRuntime
@@ -36,9 +38,10 @@ ZH_WHAT = {"voice activity model": "语音检测模型", "voice": "语音", "lip
 @dataclass
 class TurnTimes:
     """When each stage of one answer finished (time.monotonic()); `heard` is the chat's arrival or the end
-    of the spoken question."""
+    of the spoken question, `end_detected` when the VAD was sure that it had ended."""
     source: str
     heard: float
+    end_detected: float | None = None
     asr_done: float | None = None
     llm_first_token: float | None = None
     first_sentence: float | None = None
@@ -90,6 +93,7 @@ class HostSpeech:
         self.lipsync = None
         self._streams: dict[str, VADStream] = {}
         self._decoders: dict[str, OpusDecoder] = {}
+        self._guesses: dict[str, tuple[SpeechPaused, asyncio.Task]] = {}    # speaker → (pause, its ASR)
 
     # --- models -------------------------------------------------------------------------------
 
@@ -119,7 +123,8 @@ class HostSpeech:
     # --- hearing ------------------------------------------------------------------------------
 
     def hear(self, speaker: str, packet: bytes) -> list[SpeechStarted | SpeechEnded]:
-        """One Opus packet of a participant's microphone through the VAD (fast: under a millisecond)."""
+        """One Opus packet of a participant's microphone through the VAD (fast: under a millisecond).
+        Call it on the host loop: a pause starts recognition at once (see `_guess`)."""
         if self.vad_session is None:
             return []                                   # still loading: nothing to listen with yet
         decoder = self._decoders.get(speaker)
@@ -132,14 +137,37 @@ class HostSpeech:
         stream = self._streams.get(speaker)
         if stream is None:
             stream = self._streams[speaker] = VADStream(self.vad_session, speaker)
-        return stream.feed_frame(AudioIn(speaker, pcm, MIC_RATE, time.monotonic() - len(pcm) / MIC_RATE))
+        frames = stream.feed_frame(AudioIn(speaker, pcm, MIC_RATE, time.monotonic() - len(pcm) / MIC_RATE))
+        for paused in [f for f in frames if isinstance(f, SpeechPaused)]:
+            self._guess(paused)
+        return [f for f in frames if not isinstance(f, SpeechPaused)]
 
     def end_of_audio(self, speaker: str) -> list[SpeechEnded]:
         stream = self._streams.pop(speaker, None)
         self._decoders.pop(speaker, None)
-        return [f for f in stream.finish() if isinstance(f, SpeechEnded)] if stream is not None else []
+        ended = [f for f in stream.finish() if isinstance(f, SpeechEnded)] if stream is not None else []
+        if not ended:
+            self._guesses.pop(speaker, None)
+        return ended
+
+    def _guess(self, paused: SpeechPaused) -> None:
+        """Recognise the utterance so far as soon as its speaker pauses: if the silence lasts until the VAD
+        ends the utterance (a further 200 ms), its audio is the same and the transcript is ready sooner; if
+        the speaker goes on, the guess is dropped. One guess per speaker runs at a time."""
+        running = self._guesses.get(paused.speaker)
+        if self.asr is None or (running is not None and not running[1].done()):
+            return
+        task = asyncio.get_running_loop().create_task(self._recognise(paused))
+        self._guesses[paused.speaker] = (paused, task)
 
     async def transcribe(self, utterance: SpeechEnded) -> Transcript | ErrorFrame | None:
+        """The utterance's transcript: the guess made at its last pause when that had the same audio."""
+        guess = self._guesses.pop(utterance.speaker, None)
+        if guess is not None and np.array_equal(guess[0].pcm, utterance.pcm):
+            return await guess[1]
+        return await self._recognise(utterance)
+
+    async def _recognise(self, utterance: SpeechEnded | SpeechPaused) -> Transcript | ErrorFrame | None:
         if self.asr is None:
             loading = "语音识别模型还在加载。" if self.language == "zh" else "The speech model is still loading."
             return ErrorFrame("asr", loading)

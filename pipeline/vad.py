@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from pipeline.audio import Resampler
-from pipeline.frames import AudioIn, ErrorFrame, SpeechEnded, SpeechStarted
+from pipeline.frames import AudioIn, ErrorFrame, SpeechEnded, SpeechPaused, SpeechStarted
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class VADParams:
 
 
 class VADStream:
-    """One speaker's VAD: feed it 16 kHz audio, get SpeechStarted / SpeechEnded frames.
+    """One speaker's VAD: feed it 16 kHz audio, get SpeechStarted / SpeechEnded frames, and a SpeechPaused
+    once `post_roll_ms` of a silence have passed (its audio is the SpeechEnded's if the silence lasts).
 
     `SpeechEnded.pcm` starts up to `pre_roll_ms` before `t_start` (the detected onset) and runs until
     `post_roll_ms` after `t_end`. Times come from the sample count, anchored at the first frame's `t`
@@ -74,6 +75,7 @@ class VADStream:
         self.params = p = params or VADParams()
         self._start_chunks = p.chunks(p.min_speech_ms)
         self._end_chunks = p.chunks(p.min_silence_ms)
+        self._pause_chunks = p.chunks(p.post_roll_ms)       # enough silence for the post-roll: SpeechPaused
         self._max_chunks = p.chunks(p.max_utterance_s * 1000)
         self._recent: deque[np.ndarray] = deque(maxlen=p.chunks(p.pre_roll_ms) + self._start_chunks)
         self.reset()
@@ -159,6 +161,10 @@ class VADStream:
             self._below += 1
         if self._below >= self._end_chunks:
             return [self._end(self._n - self._below * CHUNK, keep=self.params.post_roll_ms * SR // 1000)]
+        if self._below == self._pause_chunks:
+            end = self._n - self._below * CHUNK
+            return [SpeechPaused(self.speaker, self._cut(end, self.params.post_roll_ms * SR // 1000),
+                                 self._time(self._onset), self._time(end))]
         if self._n - self._onset >= self._max_chunks * CHUNK:
             log.info("utterance of %s reached %.0f s: cut", self.speaker, self.params.max_utterance_s)
             ended = self._end(self._n, keep=0)
@@ -166,10 +172,13 @@ class VADStream:
             return [ended, SpeechStarted(self.speaker, ended.t_end)]
         return []
 
-    def _end(self, end_sample: int, keep: int) -> SpeechEnded:
+    def _cut(self, end_sample: int, keep: int) -> np.ndarray:
+        """The utterance's audio up to `keep` samples after `end_sample`."""
         pcm = np.concatenate(self._utt)
-        pcm = pcm[:len(pcm) - (self._n - end_sample) + min(keep, self._n - end_sample)]
-        ended = SpeechEnded(self.speaker, pcm, self._time(self._onset), self._time(end_sample))
+        return pcm[:len(pcm) - (self._n - end_sample) + min(keep, self._n - end_sample)]
+
+    def _end(self, end_sample: int, keep: int) -> SpeechEnded:
+        ended = SpeechEnded(self.speaker, self._cut(end_sample, keep), self._time(self._onset), self._time(end_sample))
         self._utt = None
         self._below = 0
         return ended

@@ -18,7 +18,7 @@ import config
 import pipeline.asr
 from pipeline.asr import WhisperASR, asr_key, clean_text, joined_base_dir, load_whisper, whisper_dir
 from pipeline.audio import AudioError, OpusDecoder, OpusEncoder, Resampler, resample
-from pipeline.frames import ErrorFrame, SpeechEnded, SpeechStarted, Transcript
+from pipeline.frames import ErrorFrame, SpeechEnded, SpeechPaused, SpeechStarted, Transcript
 from pipeline.models import ModelRegistry
 from pipeline.vad import SileroVAD, VADParams, VADStream, load_silero_session
 from tests.speech_util import SR, espeak, feed_timed, mic_frames, run_stage, silence, speech_bounds
@@ -116,8 +116,9 @@ def vad_session():
 
 
 def utterances(outputs) -> list[tuple[SpeechStarted, SpeechEnded]]:
-    """The outputs as (started, ended) pairs, checking that they alternate."""
+    """The outputs as (started, ended) pairs, checking that they alternate (pauses left out)."""
     frames = [f for _, f in outputs] if outputs and isinstance(outputs[0], tuple) else outputs
+    frames = [f for f in frames if not isinstance(f, SpeechPaused)]
     assert [type(f) for f in frames] == [SpeechStarted, SpeechEnded] * (len(frames) // 2), frames
     return list(zip(frames[::2], frames[1::2]))
 
@@ -166,6 +167,22 @@ def test_vad_cuts_long_utterances(vad_session):
     assert any(a[1].t_end == b[0].t for a, b in zip(pairs, pairs[1:]))   # cut mid-speech: ends and restarts at once
 
 
+def test_vad_pause_carries_the_audio_its_end_will_have(vad_session):
+    a, b = espeak(AGENDA), espeak(SCHEDULE)
+    a1, b0 = speech_bounds(a)[1], speech_bounds(b)[0]
+    a, b = a[:int(a1 * SR)], b[int(b0 * SR):]          # a 200 ms pause between the two: shorter than an end
+    pcm = np.concatenate([silence(0.5), a, silence(0.2), b, silence(1.0)])
+    frames = VADStream(vad_session, "alice").feed(pcm, 0.0)
+    assert [type(f) for f in frames if not isinstance(f, SpeechPaused)] == [SpeechStarted, SpeechEnded], frames
+    pauses = [f for f in frames if isinstance(f, SpeechPaused)]
+    ended = frames[-1]
+    assert isinstance(ended, SpeechEnded) and isinstance(frames[-2], SpeechPaused), frames
+    last = frames[-2]
+    assert (last.t_start, last.t_end) == (ended.t_start, ended.t_end) and np.array_equal(last.pcm, ended.pcm)
+    assert any(abs(p.t_end - (0.5 + a1)) <= 0.1 for p in pauses[:-1]), pauses       # the pause between them
+    assert all(p.t_end < 0.5 + a1 + 0.1 for p in pauses[:-1])          # (and maybe the comma after "AI")
+
+
 def test_vad_finish_ends_the_utterance_in_progress(vad_session):
     vad = SileroVAD(vad_session)
     speech = espeak(AGENDA)
@@ -191,7 +208,7 @@ def test_vad_keeps_each_speakers_state(vad_session):
                 out += [f async for f in vad.process(frame)]
             seen_speaking.update(vad.speaking)
         return out
-    out = asyncio.run(go())
+    out = [f for f in asyncio.run(go()) if not isinstance(f, SpeechPaused)]
     assert [f.speaker for f in out] == ["alice", "alice"] and seen_speaking == {"alice"}
     assert set(vad.streams) == {"alice", "bob"}
 
@@ -312,3 +329,54 @@ def test_model_choice_by_language(language, key, tmp_path):
     with pytest.raises(RuntimeError, match="no Whisper model"):
         load_whisper(language, settings)
 
+
+
+# --- recognition that starts at a pause (HostSpeech) ---------------------------------------------------------
+
+class CountingASR(WhisperASR):
+    """The real tiny.en stage, counting its transcriptions."""
+    def __init__(self, model):
+        super().__init__(model, "en")
+        self.calls = 0
+
+    def transcribe(self, pcm16k):
+        self.calls += 1
+        return super().transcribe(pcm16k)
+
+
+async def hear_in_real_time(speech, pcm16k: np.ndarray) -> list[SpeechEnded]:
+    """`pcm16k` as 20 ms Opus packets through HostSpeech.hear, paced as a microphone sends them."""
+    encoder = OpusEncoder(SR, 24000, 20)
+    ended, start = [], time.monotonic()
+    for seq, packet in enumerate(encoder.encode(pcm16k) + encoder.flush()):
+        ended += [f for f in speech.hear("alice", packet) if isinstance(f, SpeechEnded)]
+        await asyncio.sleep(max(0.0, start + (seq + 1) * 0.02 - time.monotonic()))
+    return ended
+
+
+@pytest.mark.parametrize("go_on", [False, True], ids=["pause-is-the-end", "speaker-goes-on"])
+def test_recognition_starts_at_a_pause_and_is_used_only_for_the_same_audio(vad_session, tiny_en, go_on):
+    from pipeline.runtime import HostRuntime
+    from pipeline.speech import HostSpeech
+    speech = HostSpeech(HostRuntime(config.load()), "en")
+    speech.vad_session, speech.asr = vad_session, CountingASR(tiny_en[0])
+    a = espeak("Please schedule the meeting.", voice="en")
+    b = espeak("Three o'clock tomorrow afternoon.", voice="en")
+    a, b = a[:int(speech_bounds(a)[1] * SR)], b[int(speech_bounds(b)[0] * SR):]
+    pcm = np.concatenate([silence(0.4), a] + ([silence(0.15), b] if go_on else []) + [silence(0.8)])
+
+    async def go():
+        [ended] = await hear_in_real_time(speech, pcm)
+        t0 = time.monotonic()
+        result = await speech.transcribe(ended)
+        waited = time.monotonic() - t0
+        calls = speech.asr.calls
+        fresh = await asyncio.to_thread(speech.asr.transcribe, ended.pcm)
+        return result, waited, calls, fresh
+    result, waited, calls, fresh = asyncio.run(go())
+    assert isinstance(result, Transcript) and result.text == fresh          # the same words as without a guess
+    assert "meeting" in result.text.lower()
+    if go_on:
+        assert "tomorrow" in result.text.lower()                            # the guess at the pause was not used
+    else:
+        assert calls == 1 and waited < speech.asr.last_seconds              # recognised before the end was sure
