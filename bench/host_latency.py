@@ -34,6 +34,8 @@ QUESTIONS = ["What is the capital of France?", "Name a primary color.", "How man
 LONG_AGENDA = [{"title": f"Item {name} with a long discussion", "minutes": 30}
                for name in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot")]
 PAD_S = 0.4
+VOICE_STAGES = {"vad_end_wait": "end_detected", "asr": "asr_done", "llm_first_token": "llm_first_token",
+                "first_sentence": "first_sentence", "tts": "tts_done", "lipsync": "lipsync_done", "send": "first_audio"}
 
 
 class _Server:
@@ -99,7 +101,7 @@ def voice_run(api, room_id, alice, bob, watch, question) -> dict:
     mic.join()
     turns = api.api("GET", f"/api/meeting/{room_id}/host")[1]["turns"]
     audio_at = first_after(watch.audio, speech_end)
-    turn = turns[-1] if turns and turns[-1]["source"] == "voice" else None
+    turn = turns[-1] if turns and turns[-1]["source"] == "voice" and turns[-1]["heard_at"] > start else None
     return {"voice_turn_ms": audio_at and (audio_at - speech_end) * 1000, "turn": turn,
             "vad_end_ms": turn and (turn["heard_at"] - speech_end) * 1000}
 
@@ -135,6 +137,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--parts", default="chat,voice,barge", help="which runs: chat, voice, barge (comma-separated)")
     args = ap.parse_args()
     server = GunicornServer("run:create_app()", threads=64, env={"AVATAR_HOST_ENABLED": "1"}).start()
     api = _Server(server)
@@ -149,16 +152,17 @@ def main() -> None:
         log(f"models loaded in {load_s:.1f} s; warming up")
         chat_run(api, "lat", alice, bob, watch, "Say hello.")
         chats, voices, barges = [], [], []
-        for i in range(args.runs):
+        parts = set(args.parts.split(","))
+        for i in range(args.runs if "chat" in parts else 0):
             chats.append(chat_run(api, "lat", alice, bob, watch, QUESTIONS[i % len(QUESTIONS)]))
             log(f"chat {i}: first audio {chats[-1]['first_audio_ms']:.0f} ms, overhead {chats[-1]['overhead_ms']:.0f} ms")
-        for i in range(args.runs):
+        for i in range(args.runs if "voice" in parts else 0):
             voices.append(voice_run(api, "lat", alice, bob, watch, QUESTIONS[(i + 3) % len(QUESTIONS)]))
             log(f"voice {i}: {voices[-1]['voice_turn_ms']}")
         a2, b2 = MeetingClient(api, "lat2", "alice2"), MeetingClient(api, "lat2", "bob2")
         w2 = HostWatch(api.api("GET", "/api/meeting/lat2")[1]["host"]["slot"])
         w2.listen(b2, 60, until=until_end)      # the agenda's first announcement
-        for i in range(args.runs):
+        for i in range(args.runs if "barge" in parts else 0):
             barges.append(barge_run(a2, b2, w2))
             log(f"barge-in {i}: {barges[-1]}")
     finally:
@@ -166,12 +170,14 @@ def main() -> None:
     stages = {name: p50(r["turn"].get(f"{name}_stage_ms") for r in chats)
               for name in ("llm_first_token", "first_sentence", "tts_done", "lipsync_done", "first_audio")}
     voice_stages = {name: p50(r["turn"] and r["turn"].get(f"{name}_stage_ms") for r in voices)
-                    for name in ("end_detected", "asr_done", "llm_first_token", "first_sentence", "tts_done", "lipsync_done")}
+                    for name in ("end_detected", "asr_done", "llm_first_token", "first_sentence", "tts_done",
+                                 "lipsync_done", "first_audio")}
     result = {
         "pipeline_overhead_ms_p50": p50(r["overhead_ms"] for r in chats),
         "first_audio_ms_p50": p50(r["first_audio_ms"] for r in chats),
         "first_mouth_ms_p50": p50(r["first_mouth_ms"] for r in chats),
         "voice_turn_ms_p50": p50(r["voice_turn_ms"] for r in voices),
+        "voice_answered": sum(r["voice_turn_ms"] is not None for r in voices),      # of `runs` (the rest misheard)
         "lip_offset_ms": p50(r["lip_offset_ms"] for r in chats),
         "barge_in_ms_p50": p50(r["barge_in_ms"] for r in barges),
         "barge_in_interrupted": sum(r["interrupted"] for r in barges),
@@ -181,11 +187,16 @@ def main() -> None:
                           "first_sentence": stages["first_sentence"], "tts": stages["tts_done"],
                           "lipsync": stages["lipsync_done"], "send": stages["first_audio"],
                           "delivery_to_client": p50(r["delivery_ms"] for r in chats)},
+        "voice_stages_ms_p50": {"vad_end_after_speech": p50(r["vad_end_ms"] for r in voices),
+                                **{name: voice_stages[key] for name, key in VOICE_STAGES.items()}},
         "runs": args.runs, "models_load_s": round(load_s, 1),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_1m": os.getloadavg()[0]},
         "all": {"chat": [{k: v for k, v in r.items() if k != "turn"} for r in chats],
-                "voice": [{k: v for k, v in r.items() if k != "turn"} for r in voices], "barge_in": barges},
+                "voice": [{**{k: v for k, v in r.items() if k != "turn"},
+                           **{name: r["turn"] and r["turn"].get(f"{key}_stage_ms") for name, key in VOICE_STAGES.items()}}
+                          for r in voices],
+                "barge_in": barges},
     }
     print(json.dumps(result) if args.json else json.dumps(result, indent=1))
 

@@ -109,7 +109,8 @@ class JitsiRoom:
             member = self._members.pop(user_id, None)
             if member is None:
                 raise NotInRoom(f"user {user_id!r} is not in room {self.room_id!r}")
-            if member in self._connected:
+            was_connected = member in self._connected
+            if was_connected:
                 self._connected = tuple(m for m in self._connected if m is not member)
                 left = p.encode(p.PresenceMsg(p.Presence.LEFT, (self._member_info(member),)))
                 for other in self._connected:
@@ -119,6 +120,8 @@ class JitsiRoom:
             if not self.humans:
                 self.emptied_at = self.clock()
         log.info("room %s: %s left (%d connected)", self.room_id, user_id, len(self._connected))
+        if was_connected:
+            self.hear_audio_end(member)           # their microphone ends with them (what they were saying counts)
         self._members_changed()
         return member
 

@@ -18,8 +18,10 @@ from meeting.room import JitsiRoom
 from pipeline import agenda as agenda_mod
 from pipeline.addressing import Addressing, Request
 from pipeline.avatar_motion import IdleMotion
+from pipeline.context import ContextWindow, format_lines
 from pipeline.frames import ErrorFrame, SpeechEnded, SpeechStarted
 from pipeline.frames import Transcript as TranscriptFrame
+from pipeline.llm import MAX_CONTEXT_CHARS, MAX_CONTEXT_LINES
 from pipeline.runtime import HostRuntime
 from pipeline.speech import HostSpeech, TurnTimes
 from pipeline.transcript import Transcript
@@ -48,6 +50,7 @@ class AIHost:
     def __init__(self, room: JitsiRoom, runtime: HostRuntime, transcript: Transcript):
         s = runtime.settings
         self.room, self.rt, self.transcript = room, runtime, transcript
+        self.context = ContextWindow(MAX_CONTEXT_LINES, MAX_CONTEXT_CHARS)   # the lines its prompts carry
         self.language = room.language
         self.name = s["HOST_NAME"]
         self.addressing = Addressing(self.name)
@@ -222,8 +225,9 @@ class AIHost:
         return self._summary[1]
 
     def _messages(self, request: Request, member: Participant) -> list[dict]:
+        said = [ln for ln in self.transcript.lines() if ln.speaker != self.member.user_id]
         return self.speech.prompt(self.name, request.text or "Hello", member.display_name,
-                                  self.transcript.recent_text(exclude=self.member.user_id),
+                                  format_lines(self.context.select(said)),
                                   agenda_mod.describe(self.room.agenda, self.language) if self.room.agenda else "")
 
     async def _say_text(self, text: str, turn: TurnTimes | None = None) -> str:

@@ -177,9 +177,8 @@ class HostSpeech:
 
     # --- speaking -----------------------------------------------------------------------------
 
-    def prompt(self, name: str, question: str, asker: str, recent: str, agenda: str) -> list[dict]:
-        lines = [ln for ln in recent.splitlines() if ln.strip()]
-        return build_messages(question, self.language, name, lines, agenda)
+    def prompt(self, name: str, question: str, asker: str, recent: list[str], agenda: str) -> list[dict]:
+        return build_messages(question, self.language, name, recent, agenda)
 
     async def answer(self, messages: list[dict], voice: HostVoice, turn: TurnTimes) -> str | ErrorFrame:
         """Stream the LLM's reply and speak it sentence by sentence while it is still being written."""

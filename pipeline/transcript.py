@@ -46,11 +46,6 @@ class Transcript:
     def as_json(self) -> list[dict]:
         return [asdict(line) for line in self.lines()]
 
-    def recent_text(self, max_lines: int = 12, exclude: str | None = None) -> str:
-        """The last lines as 'Name: text', for an LLM's context."""
-        lines = [ln for ln in self.lines() if ln.speaker != exclude][-max_lines:]
-        return "\n".join(f"{ln.name}: {ln.text}" for ln in lines)
-
 
 def topics(lines: list[Line], count: int = 5) -> list[str]:
     """The most said content words: what the meeting was about."""

@@ -124,6 +124,28 @@ def test_fan_out_skips_the_sender_and_greets_late_joiners():
     assert isinstance(got[0], p.Welcome) and p.Pose(key, alice.slot) in got
 
 
+def test_listeners_hear_a_leavers_microphone_end():
+    m = MeetingManager()
+    room = m.create_room("alice", "r1")
+    heard = []
+
+    class Listener:
+        def heard_chat(self, member, chat): heard.append(("chat", member.user_id))
+        def heard_audio(self, member, audio): heard.append(("audio", member.user_id))
+        def heard_audio_end(self, member): heard.append(("end", member.user_id))
+        def members_changed(self, humans): heard.append(("members", humans))
+    room.listeners.append(Listener())
+    for user in ("alice", "bob"):
+        _, member = m.join("r1", user)
+        room.attach(user, member.nonce, Sink())
+    m.join("r1", "carol")                           # reserved, never connected
+    room.hear_audio(room.get("bob"), p.Audio(0, b"\xf8\xff\xfe"))
+    heard.clear()
+    room.remove("bob")
+    room.remove("carol")
+    assert heard == [("end", "bob"), ("members", 1), ("members", 1)]
+
+
 def test_outbox_pose_frames_are_latest_wins_and_keep_key_frames():
     box = Outbox()
     assert box.put_pose(1, b"key1", key=True) is True          # was empty: wake the writer

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 import config
+from pipeline.context import ContextWindow, format_lines
 from pipeline.frames import ErrorFrame, LLMText, PhonemeTiming, Sentence, SpeechAudio, Transcript, WordTiming
 from pipeline.lipsync import LipSync, VisemeLipSync, make_lipsync
 from pipeline.llm import LLMStage, LocalLlama, OpenAIChat, build_messages, make_llm
 from pipeline.models import ModelRegistry
 from pipeline.sentences import SentenceSplitter
+from pipeline.transcript import Line
 from pipeline.tts import make_tts
 from pipeline.tts_edge import EdgeTTS
 from pipeline.tts_espeak import EspeakTTS, to_pinyin
@@ -81,6 +83,38 @@ def test_build_messages_per_language():
     assert en[-1] == {"role": "user", "content": "What is next?"}
     zh = build_messages("下一项是什么？", "zh", "小助手", transcript=["Bob: 开始吧"])
     assert "简体中文" in zh[0]["content"] and "小助手" in zh[0]["content"] and "Bob: 开始吧" in zh[0]["content"]
+
+
+def said(n: int, chars: int = 20) -> list[Line]:
+    return [Line(f"u{i % 3}", f"N{i % 3}", f"line {i} ".ljust(chars, "x"), float(i), "chat") for i in range(n)]
+
+
+def test_context_window_grows_in_place_then_jumps_ahead():
+    window, lines = ContextWindow(max_lines=5, max_chars=10_000, keep=2), said(12)
+    assert window.select(lines[:3]) == lines[1:3]           # a start: the newest two
+    assert window.select(lines[:6]) == lines[1:6]           # the same first line: the prompt grows at its end
+    assert window.select(lines[:7]) == lines[5:7]           # full: it jumps ahead, keeping the newest two
+    assert window.select(lines[:10]) == lines[5:10]
+    assert window.select(lines[:11]) == lines[9:11]
+    assert window.select([]) == [] and window.select(lines[:1]) == lines[:1]
+
+
+def test_context_window_keeps_to_its_characters():
+    window, lines = ContextWindow(max_lines=12, max_chars=100, keep=4), said(20, chars=30)
+    assert window.select(lines[:2]) == lines[:2]            # "N0: line 0 xx…": 35 characters with its newline
+    assert window.select(lines[:3]) == lines[1:3]           # three are 105: the oldest goes
+    huge = [Line("u", "N", "x" * 500, 0.0, "chat")]
+    assert window.select(huge) == []
+    with pytest.raises(ValueError):
+        ContextWindow(max_lines=3, keep=4)
+
+
+def test_consecutive_prompts_extend_each_other():
+    window, lines = ContextWindow(), said(40)
+    prompts = [build_messages("What next?", "en", "AI", format_lines(window.select(lines[:n])))[0]["content"]
+               for n in range(1, 41)]
+    extended = sum(later.startswith(earlier) for earlier, later in zip(prompts, prompts[1:]))
+    assert extended >= 30, extended                         # it jumps ahead only now and then
 
 
 def test_local_llm_streams_an_answer(local_llm):
