@@ -89,6 +89,11 @@ def encode_key(q: list[int], bits: int, key_id: int, seq: int) -> bytes:
     return bytes((header, seq & 0xFF)) + _pack(q, bits)
 
 
+def key_size(bits: int) -> int:
+    """Bytes in a key frame at `bits`: the header, seq and every field packed."""
+    return 2 + (FIELD_COUNT * bits + 7) // 8
+
+
 def encode_delta(q: list[int], key_q: list[int], bits: int, key_id: int, seq: int) -> bytes:
     """Only the fields that differ from the key frame `key_q` are sent."""
     header = precision_code(bits) << 5 | (key_id & 0x1F)
@@ -157,7 +162,9 @@ def _unpack(data: bytes, count: int, bits: int) -> list[int]:
 
 class PoseStream:
     """A sender's stream, as the browser sends it (static/js/posestream.js): a key frame every `key_every`
-    frames (and whenever the precision changes), key ids 0, 1, … mod 32, deltas against the latest key."""
+    frames (and whenever the precision changes), key ids 0, 1, … mod 32, deltas against the latest key. A
+    delta that would be as large as a key frame (most fields moved) is sent as a key frame instead: it costs
+    nothing more, and the deltas after it are taken against a fresher face."""
 
     def __init__(self, bits: int, key_every: int):
         self.bits, self.key_every = bits, max(1, key_every)
@@ -170,12 +177,15 @@ class PoseStream:
 
     def encode(self, q: list[int]) -> bytes:
         """Quantized values (at `self.bits`) -> the next payload."""
-        if self.key_q is None or self.frame % self.key_every == 0:
+        data = None
+        if self.key_q is not None and self.frame % self.key_every:
+            data = encode_delta(q, self.key_q, self.bits, self.key_id, self.frame)
+            if len(data) >= key_size(self.bits):
+                data = None
+        if data is None:
             self.key_id = (self.key_id + 1) & 0x1F
             self.key_q = q
             data = encode_key(q, self.bits, self.key_id, self.frame)
-        else:
-            data = encode_delta(q, self.key_q, self.bits, self.key_id, self.frame)
         self.frame += 1
         return data
 

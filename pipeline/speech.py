@@ -152,8 +152,8 @@ class HostSpeech:
 
     def _guess(self, paused: SpeechPaused) -> None:
         """Recognise the utterance so far as soon as its speaker pauses: if the silence lasts until the VAD
-        ends the utterance (a further 200 ms), its audio is the same and the transcript is ready sooner; if
-        the speaker goes on, the guess is dropped. One guess per speaker runs at a time."""
+        ends the utterance (the rest of its silence rule), the audio is the same and the transcript is ready
+        sooner; if the speaker goes on, the guess is dropped. One guess per speaker runs at a time."""
         running = self._guesses.get(paused.speaker)
         if self.asr is None or (running is not None and not running[1].done()):
             return

@@ -186,6 +186,11 @@ import('/static/js/protocol.js').then(async (P) => {
   out.stream.secondKey = (sender.next({ yaw: 0 }, 1500)[0] & 0x80) !== 0;   // 1 s after the last key frame
   sender.setTier(3, 6);
   out.stream.newBitsKey = (sender.next({ yaw: 0 }, 1600)[0] & 0x80) !== 0;
+  const mover = new PoseSender(8, 30);
+  const everyField = (k) => Object.fromEntries(P.FIELDS.map(([n, lo, hi], i) => [n, lo + (hi - lo) * ((i + 7 * k) % 17) / 17]));
+  out.stream.allMovedKeys = [0, 1, 2].map((k) => (mover.next(everyField(k), 10 * k)[0] & 0x80) !== 0);
+  const still = mover.next(everyField(2), 40);
+  out.stream.still = { key: (still[0] & 0x80) !== 0, length: still.length, keySize: P.keySize(8) };
   done(out);
 }).catch((err) => done({ error: String(err && err.stack || err) }));
 """
@@ -224,6 +229,8 @@ def test_javascript_codec_matches_the_golden_bytes(pair):
     assert stream["afterKey"] == pytest.approx(0.0, abs=0.01) and stream["delta"] == pytest.approx(0.1, abs=0.01)
     assert stream["secondKey"] is True                           # ... and at least once a second
     assert stream["newBitsKey"] is True                          # a precision change forces a key frame
+    assert stream["allMovedKeys"] == [True, True, True]          # a delta as large as a key frame is sent as one
+    assert stream["still"] == {"key": False, "length": 5, "keySize": 19}   # nothing moved
 
 
 # --- capture through Chromium's fake camera ------------------------------------------------------

@@ -73,6 +73,20 @@ def test_pose_round_trip_precision(bits):
         assert abs(back[name] - v) <= (hi - lo) / ((1 << bits) - 1) / 2 + 1e-9
 
 
+def test_stream_sends_a_key_frame_when_a_delta_would_be_as_large():
+    stream, receiver = posedata.PoseStream(8, 30), posedata.PoseReceiver()
+    every_field = [{name: lo + (hi - lo) * ((i + 7 * k) % 17) / 17 for i, (name, lo, hi) in enumerate(posedata.FIELDS)}
+                   for k in range(3)]
+    frames = [stream.encode_values(v) for v in every_field]
+    assert [bool(f[0] & posedata.KEY_FLAG) for f in frames] == [True, True, True]     # everything moved
+    assert len({f[0] & 0x1F for f in frames}) == 3 and all(len(f) == posedata.key_size(8) for f in frames)
+    still = stream.encode_values(every_field[2])
+    assert not still[0] & posedata.KEY_FLAG and len(still) == 2 + posedata.MASK_BYTES     # nothing moved: a delta
+    for frame, values in zip(frames + [still], every_field + every_field[2:]):
+        got = receiver.read(3, frame)
+        assert got == posedata.dequantize(posedata.quantize(values, 8), 8)
+
+
 def test_delta_carries_only_changed_fields():
     key = posedata.quantize({"yaw": 0.1}, 8)
     same = posedata.encode_delta(key, key, 8, 1, 2)

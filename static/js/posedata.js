@@ -79,8 +79,11 @@ function unpack(data, offset, count, bits) {
   return values;
 }
 
+/** Bytes in a key frame at `bits`: the header, seq and every field packed. */
+export const keySize = (bits) => 2 + packedLength(FIELD_COUNT, bits);
+
 export function encodeKey(q, bits, keyId, seq) {
-  const out = new Uint8Array(2 + packedLength(FIELD_COUNT, bits));
+  const out = new Uint8Array(keySize(bits));
   out[0] = KEY_FLAG | (precisionCode(bits) << 5) | (keyId & 0x1f);
   out[1] = seq & 0xff;
   pack(q, bits, out, 2);

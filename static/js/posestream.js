@@ -1,6 +1,6 @@
 // Key and delta frames over time: PoseSender picks key or delta for each outgoing frame, PoseReceiver
 // rebuilds each participant's face from key frames (by key id) and the deltas that refer to them.
-import { decodePose, dequantize, encodeDelta, encodeKey, quantize } from "./protocol.js";
+import { decodePose, dequantize, encodeDelta, encodeKey, keySize, quantize } from "./protocol.js";
 
 const KEY_INTERVAL_MS = 1000;   // a key frame at least this often, even when a hidden tab's timers slow down
 
@@ -22,20 +22,24 @@ export class PoseSender {
     this.fps = fps;
   }
 
-  /** Pose values -> the next payload: a key frame every `fps` frames or every second, else a delta. */
+  /** Pose values -> the next payload: a key frame every `fps` frames or every second, else a delta (or a
+   *  key frame when the delta would be as large: most fields moved). */
   next(values, nowMs = performance.now()) {
     const q = quantize(values, this.bits);
     const seq = this.seq;
     this.seq = (this.seq + 1) & 0xff;
-    if (this.keyQ === null || this.sinceKey >= this.fps - 1 || nowMs - this.keyAt >= KEY_INTERVAL_MS) {
-      this.keyId = (this.keyId + 1) & 0x1f;
-      this.keyQ = q;
-      this.sinceKey = 0;
-      this.keyAt = nowMs;
-      return encodeKey(q, this.bits, this.keyId, seq);
+    if (this.keyQ !== null && this.sinceKey < this.fps - 1 && nowMs - this.keyAt < KEY_INTERVAL_MS) {
+      const delta = encodeDelta(q, this.keyQ, this.bits, this.keyId, seq);
+      if (delta.length < keySize(this.bits)) {
+        this.sinceKey += 1;
+        return delta;
+      }
     }
-    this.sinceKey += 1;
-    return encodeDelta(q, this.keyQ, this.bits, this.keyId, seq);
+    this.keyId = (this.keyId + 1) & 0x1f;
+    this.keyQ = q;
+    this.sinceKey = 0;
+    this.keyAt = nowMs;
+    return encodeKey(q, this.bits, this.keyId, seq);
   }
 }
 
