@@ -18,13 +18,19 @@ def _name_pattern(name: str) -> str:
     return re.escape(name)
 
 
+# Whisper tiny.en hears "AI, what …" as "Hey, I, what …": taken as the address only with the comma after "I",
+# so "Hey, I think …" stays an ordinary sentence.
+_HEY_I = re.compile(r"^\W*(?:hey|hi)[\s,]+i\s*[,:;!?]+\s*", re.IGNORECASE)
+
+
 class Addressing:
     def __init__(self, name: str = "AI"):
         n = _name_pattern(name)
         self._chat = re.compile(rf"(?:^|\s)@{n}\b[\s,:;.!?，：。！？]*", re.IGNORECASE)
         self._spoken = re.compile(rf"^\W*(?:(?:hey|hi|ok|okay|so)[\s,]+)?{n}(?:[\s,:;.!?，：。！？]+|$)",
                                   re.IGNORECASE)
-        self._zh = re.compile(r"^\W*(?:人工智能|助手|AI|ai)[\s,，：:]*")
+        self._zh = re.compile(r"^\W*(?:人工智能|助手|AI|ai)(?![A-Za-z])[\s,，：:]*")
+        self._hey_i = _HEY_I if name.lower() in ("ai", "a.i.") else None
 
     def match(self, text: str, source: str) -> Request | None:
         """The request in `text`, or None when the host is not addressed."""
@@ -34,7 +40,7 @@ class Addressing:
             if m:
                 rest = (text[:m.start()] + " " + text[m.end():]).strip()
         if rest is None:
-            m = self._spoken.match(text) or self._zh.match(text)
+            m = self._spoken.match(text) or self._zh.match(text) or (self._hey_i and self._hey_i.match(text))
             if m:
                 rest = text[m.end():].strip()
         if rest is None:
