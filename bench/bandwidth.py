@@ -205,17 +205,19 @@ def run(args) -> dict:
            "key_payload_bytes": round(float(np.mean(keys)), 2), "delta_payload_bytes": round(float(np.mean(deltas)), 2),
            "deltas_not_smaller_than_a_key": sum(d >= keys[0] for d in deltas)}
     out.update(codec_recovery(payloads, qs, args.fps))
-    pose_bytes = computed
+    pose_bytes, source = computed, "computed"
     if not args.no_server:
         log(f"sending {frames} pose frames through the real server at {args.fps} fps ({args.seconds} s)")
         relayed = relay_through_server(payloads, qs, args.fps, args.seconds / 2 + 0.37)
         out["over_server"] = relayed
         if relayed["received_frames"] == frames:
-            pose_bytes = relayed["pose_bytes"]
+            pose_bytes, source = relayed["pose_bytes"], "server"
+        else:
+            log(f"only {relayed['received_frames']} of {frames} frames came back: pose_bytes is the codec's count")
     log("encoding the camera video with libx264")
     with tempfile.TemporaryDirectory(prefix="bench-bw-") as tmp:
         h264_bytes, _ = h264_size(values, args.fps, args.crf, pathlib.Path(tmp))
-    out.update(pose_bytes=pose_bytes, h264_bytes=h264_bytes, ratio=round(h264_bytes / pose_bytes, 1),
+    out.update(pose_bytes=pose_bytes, pose_bytes_source=source, h264_bytes=h264_bytes, ratio=round(h264_bytes / pose_bytes, 1),
                pose_kbps=round(pose_bytes * 8 / 1000 / args.seconds, 2),
                h264_kbps=round(h264_bytes * 8 / 1000 / args.seconds, 1),
                pose_bytes_per_frame=round(pose_bytes / frames, 2), crf=args.crf, machine=stats.machine())

@@ -91,7 +91,7 @@ def encode_key(q: list[int], bits: int, key_id: int, seq: int) -> bytes:
 
 def key_size(bits: int) -> int:
     """Bytes in a key frame at `bits`: the header, seq and every field packed."""
-    return 2 + (FIELD_COUNT * bits + 7) // 8
+    return 2 + _packed_len(FIELD_COUNT, bits)
 
 
 def encode_delta(q: list[int], key_q: list[int], bits: int, key_id: int, seq: int) -> bytes:
@@ -116,7 +116,7 @@ def validate(data: bytes) -> PoseHeader:
     """Check a payload's length and mask against its header without unpacking the values."""
     head = read_header(data)
     if head.key:
-        expected = 2 + _packed_len(FIELD_COUNT, head.bits)
+        expected = key_size(head.bits)
     else:
         if len(data) < 2 + MASK_BYTES:
             raise PoseDataError("delta frame shorter than its mask")

@@ -25,7 +25,9 @@ from meeting.room import JitsiRoom
 
 log = logging.getLogger(__name__)
 C = p.CloseCode
-HARD_MESSAGE_LIMIT = 65536      # frames above this are refused before they are read whole (1009)
+# Frames above this are refused before they are read whole (1009). Messages above protocol.MAX_MESSAGE_BYTES
+# but under this are read, drained and refused with the same code: the connection then closes cleanly.
+HARD_MESSAGE_LIMIT = 65536
 CLOSE_TIMEOUT = 2.0             # seconds the peer has to answer our close frame
 
 

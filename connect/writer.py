@@ -74,9 +74,13 @@ class SocketWriter(SelectorThread):
                         continue                   # waits for its socket to drain
                     self._sel.unregister(channel.sock)      # being closed: no more waiting
                     parked.discard(channel)
-                if channel.flush() == BLOCKED:
-                    parked.add(channel)
-                    self._sel.register(channel.sock, selectors.EVENT_WRITE, channel)
+                try:
+                    if channel.flush() == BLOCKED:
+                        self._sel.register(channel.sock, selectors.EVENT_WRITE, channel)
+                        parked.add(channel)
+                except Exception:                  # a bug with one socket must not silence every socket
+                    log.exception("data channel write failed")
+                    channel.fail()
             while self._removals:
                 channel, done = self._removals.popleft()
                 if channel in parked:
@@ -160,6 +164,10 @@ class WebSocketChannel:
                 self._shutdown(socket.SHUT_WR if result == DONE else socket.SHUT_RDWR)
                 return DEAD
             return result
+
+    def fail(self) -> None:
+        """Writing failed unexpectedly: shut the socket, so its session ends."""
+        self._shutdown()
 
     def ping(self) -> None:
         if self._awaiting_pong and not self.pong_received:

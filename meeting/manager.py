@@ -48,11 +48,13 @@ class MeetingManager:
             raise InvalidRequest(f"max_participants must be between 2 and {cap}")
         s = self.settings
         with self._lock:
-            self._sweep_locked()
-            if room_id in self._rooms:
-                raise RoomExists(f"room {room_id!r} already exists")
-            room = JitsiRoom(room_id, size, self.policy, created_by, s, self.clock)
-            self._rooms[room_id] = room
+            closed = self._sweep_locked()
+            taken = room_id in self._rooms
+            if not taken:
+                room = self._rooms[room_id] = JitsiRoom(room_id, size, self.policy, created_by, s, self.clock)
+        self._closed(closed)
+        if taken:
+            raise RoomExists(f"room {room_id!r} already exists")
         log.info("room %s created by %s (max %d)", room_id, created_by, size)
         return room
 
@@ -74,22 +76,34 @@ class MeetingManager:
 
     def rooms(self) -> list[JitsiRoom]:
         with self._lock:
-            self._sweep_locked()
-            return list(self._rooms.values())
+            closed = self._sweep_locked()
+            rooms = list(self._rooms.values())
+        self._closed(closed)
+        return rooms
 
     def sweep(self) -> None:
         with self._lock:
-            self._sweep_locked()
+            closed = self._sweep_locked()
+        self._closed(closed)
 
-    def _sweep_locked(self) -> None:
-        now = self.clock()
+    def _sweep_locked(self) -> list[str]:
+        """Close the rooms empty for too long; returns their ids (tell `on_close` once the lock is let go)."""
+        now, closed = self.clock(), []
         for room in list(self._rooms.values()):
             room.expire_reservations(self.settings.reservation_ttl)
             if room.emptied_at is not None and now - room.emptied_at > self.settings.empty_room_ttl:
                 del self._rooms[room.room_id]
                 log.info("room %s closed: empty for %.0f s", room.room_id, now - room.emptied_at)
-                for callback in self.on_close:
-                    callback(room.room_id)
+                closed.append(room.room_id)
+        return closed
+
+    def _closed(self, room_ids: list[str]) -> None:
+        for room_id in room_ids:
+            for callback in self.on_close:
+                try:
+                    callback(room_id)
+                except Exception:                  # one listener's failure must not fail the request
+                    log.exception("room %s: on_close callback failed", room_id)
 
 
 def check_id(name: str, value: object) -> str:

@@ -125,8 +125,13 @@ class JitsiRoom:
         self._members_changed()
         return member
 
+    @property
+    def connected_humans(self) -> int:
+        """Connected participants that are people (read it where it is used: a count passed on can be stale)."""
+        return sum(not m.is_host for m in self._connected)
+
     def _members_changed(self) -> None:
-        humans = sum(not m.is_host for m in self._connected)
+        humans = self.connected_humans
         for listener in self.listeners:
             listener.members_changed(humans)
 
@@ -198,7 +203,7 @@ class JitsiRoom:
 
     def relay_pose(self, sender: Participant, payload: bytes) -> bool:
         """Send a validated pose payload to every other connected participant. Frames above the tier's
-        rate are dropped (False), not queued. Runs on the sender's thread and never touches a socket."""
+        rate are dropped (False), not queued. Runs on the thread that read the frame and never touches a socket."""
         if sender.limiter is not None and not sender.limiter.allow():
             return False
         key = bool(payload[0] & posedata.KEY_FLAG)

@@ -2,7 +2,7 @@
 
 It is a `RoomListener` (chat and microphone audio reach it from the sessions' threads) and a participant with
 its own avatar (idle motion, blinks, and the mouth of whatever it is saying). Everything it does runs on the
-process's one host loop (`HostRuntime`); model calls run in the runtime's executors. A failure in a stage
+process's one host loop (`HostRuntime`); model calls run in worker threads. A failure in a stage
 becomes a message in the room, never a dead host.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pipeline.avatar_motion import IdleMotion
 from pipeline.context import ContextWindow, format_lines
 from pipeline.frames import ErrorFrame, SpeechEnded, SpeechStarted
 from pipeline.frames import Transcript as TranscriptFrame
-from pipeline.llm import MAX_CONTEXT_CHARS, MAX_CONTEXT_LINES
+from pipeline.llm import MAX_CONTEXT_CHARS, MAX_CONTEXT_LINES, build_messages
 from pipeline.runtime import HostRuntime
 from pipeline.speech import HostSpeech, TurnTimes
-from pipeline.transcript import Transcript
+from pipeline.transcript import Line, Transcript
 from pipeline.voice import HostVoice
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class AIHost:
         self._meeting_start: float | None = None
         self._agenda_next = 0
         self._humans = 0
-        self._summary: tuple[int, str] | None = None
+        self._summary: tuple[Line | None, str] | None = None    # (the last line it covered, the summary)
         self._closed = False
         room.attach(self.member.user_id, self.member.nonce, HostChannel(self))
         room.listeners.append(self)
@@ -74,7 +74,7 @@ class AIHost:
     # --- life ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.rt.submit(self._main())
+        self.rt.submit(self._main()).add_done_callback(_log_failure)
 
     async def _main(self) -> None:
         self.voice = HostVoice(lambda m: self.room.broadcast(self.member, m), self.member.slot,
@@ -136,12 +136,12 @@ class AIHost:
         self.rt.call(self._heard_audio_end, member)
 
     def members_changed(self, humans: int) -> None:
-        self.rt.call(self._members_changed, humans)
+        self.rt.call(self._members_changed)          # counted again on the loop: calls may arrive out of order
 
     # --- on the host loop ---------------------------------------------------------------------
 
-    def _members_changed(self, humans: int) -> None:
-        self._humans = humans
+    def _members_changed(self) -> None:
+        humans = self._humans = self.room.connected_humans
         self._status(*self.state, force=True)               # newcomers learn what the host is doing
         if not humans:
             self._cancel_reply()                            # nobody left to answer: drop the work
@@ -200,15 +200,12 @@ class AIHost:
 
     async def _answer(self, request: Request, member: Participant, turn: TurnTimes) -> None:
         self._status("thinking")
-        try:
-            if request.intent == "summary":
-                reply = await self._say_text(await self.summary(), turn)
-            elif request.intent == "agenda":
-                reply = await self._say_text(agenda_mod.describe(self.room.agenda, self.language), turn)
-            else:
-                reply = await self.speech.answer(self._messages(request, member), self.voice, turn)
-        except asyncio.CancelledError:
-            raise
+        if request.intent == "summary":
+            reply = await self._say_text(await self.summary(), turn)
+        elif request.intent == "agenda":
+            reply = await self._say_text(agenda_mod.describe(self.room.agenda, self.language), turn)
+        else:
+            reply = await self.speech.answer(self._messages(request, member), self.voice, turn)
         if isinstance(reply, ErrorFrame):
             self._post(reply.message)
             self._status("error", reply.message)
@@ -219,16 +216,20 @@ class AIHost:
 
     async def summary(self) -> str:
         """The meeting's summary; made again only when people said something since the last one."""
-        lines = [ln for ln in self.transcript.lines() if ln.speaker != self.member.user_id]
-        if self._summary is None or self._summary[0] != len(lines):
-            self._summary = (len(lines), await self.speech.summarize(lines))
+        lines = self._said()
+        last = lines[-1] if lines else None                 # (the transcript is bounded: its length stops growing)
+        if self._summary is None or self._summary[0] is not last:
+            self._summary = (last, await self.speech.summarize(lines))
         return self._summary[1]
 
+    def _said(self) -> list[Line]:
+        """The transcript without the host's own words."""
+        return [ln for ln in self.transcript.lines() if ln.speaker != self.member.user_id]
+
     def _messages(self, request: Request, member: Participant) -> list[dict]:
-        said = [ln for ln in self.transcript.lines() if ln.speaker != self.member.user_id]
-        return self.speech.prompt(self.name, request.text or "Hello", member.display_name,
-                                  format_lines(self.context.select(said)),
-                                  agenda_mod.describe(self.room.agenda, self.language) if self.room.agenda else "")
+        agenda = agenda_mod.describe(self.room.agenda, self.language) if self.room.agenda else ""
+        return build_messages(request.text or "Hello", self.language, self.name,
+                              format_lines(self.context.select(self._said())), agenda)
 
     async def _say_text(self, text: str, turn: TurnTimes | None = None) -> str:
         await self.speech.say(text, self.voice, turn)
@@ -245,11 +246,11 @@ class AIHost:
         if self._meeting_start is None or self._agenda_next >= len(self.agenda) or not self._humans:
             return
         event = self.agenda[self._agenda_next]
-        if now - self._meeting_start >= event.at:
-            self._agenda_next += 1
+        if now - self._meeting_start >= event.at and (self._reply is None or self._reply.done()):
+            self._agenda_next += 1                           # (an answer in progress finishes first: one voice)
             text = agenda_mod.announcement(event, len(self.room.agenda), self.language)
             self._post(text)
-            self._spawn(self._say_text(text))
+            self._reply = self._spawn(self._say_text(text))
 
     def _status(self, state: str, detail: str = "", force: bool = False) -> None:
         if (state, detail) == self.state and not force:

@@ -73,4 +73,10 @@ class HostManager:
             return extractive_summary([], language)
         if record.host is None:
             return extractive_summary(record.transcript.lines(), language)
-        return self.runtime.submit(record.host.summary()).result(timeout)
+        future = self.runtime.submit(record.host.summary())
+        try:
+            return future.result(timeout)
+        except Exception:                              # too slow or failed: the transcript's own summary
+            future.cancel()
+            log.exception("room %s: summary failed", room_id)
+            return extractive_summary(record.transcript.lines(), language)

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 from typing import Any, Protocol
 
 import numpy as np
@@ -193,11 +192,10 @@ class AudioLipSync:
 
 class LipSync:
     """The stage. `primary` (visemes, or Wav2Lip) is tried first; when it can't (no timings) or fails, `fallback`
-    (audio) takes over. The work runs in `executor` (None: asyncio's default threads)."""
+    (audio) takes over. The work runs in asyncio's default threads."""
 
-    def __init__(self, primary: MouthModel, fallback: MouthModel | None = None, fps: float = 30.0,
-                 executor: Executor | None = None):
-        self.primary, self.fallback, self.fps, self.executor = primary, fallback, fps, executor
+    def __init__(self, primary: MouthModel, fallback: MouthModel | None = None, fps: float = 30.0):
+        self.primary, self.fallback, self.fps = primary, fallback, fps
 
     def track(self, audio: SpeechAudio) -> MouthTrack:
         if audio.duration == 0:
@@ -216,7 +214,7 @@ class LipSync:
             yield audio
             return
         try:
-            track = await asyncio.get_running_loop().run_in_executor(self.executor, self.track, audio)
+            track = await asyncio.to_thread(self.track, audio)
         except Exception as err:
             log.warning("lip-sync failed on sentence %d: %s", audio.sentence.index if audio.sentence else -1, err)
             yield ErrorFrame("lipsync", f"The avatar's mouth could not follow this sentence ({type(err).__name__}).")

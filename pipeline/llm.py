@@ -185,9 +185,6 @@ class LocalLlama:
             if not future.done():
                 future.add_done_callback(lambda f: f.exception())    # no "exception never retrieved" noise
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
 
 def load_local_llama(settings: dict) -> LocalLlama:
     """ModelRegistry loader for "llm:local"."""

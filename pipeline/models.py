@@ -1,13 +1,26 @@
 """Models load once per process, lazily, and are shared by every room; loading reports its progress."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 log = logging.getLogger(__name__)
+_on_load: ContextVar[Callable[[], None] | None] = ContextVar("on_load", default=None)
+
+
+@contextlib.contextmanager
+def on_load(callback: Callable[[], None]) -> Iterator[None]:
+    """Within this block (on this thread or task), `callback()` is called before a model really loads."""
+    token = _on_load.set(callback)
+    try:
+        yield
+    finally:
+        _on_load.reset(token)
 
 
 class ModelRegistry:
@@ -28,6 +41,8 @@ class ModelRegistry:
         with lock:
             model = self._models.get(key)
             if model is None:
+                if (notify := _on_load.get()) is not None:
+                    notify()
                 t0 = time.monotonic()
                 model = loader()
                 self.load_seconds[key] = time.monotonic() - t0

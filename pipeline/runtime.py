@@ -18,6 +18,8 @@ class HostRuntime:
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        if self.loop is not None:
+            return                                  # the common case: no lock on every audio packet
         with self._lock:
             if self._thread is not None:
                 return

@@ -14,11 +14,13 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from pipeline.asr import WhisperASR, asr_key, load_whisper
+from pipeline.asr import WhisperASR
 from pipeline.audio import AudioError, OpusDecoder
+from pipeline.context import format_lines
 from pipeline.frames import AudioIn, ErrorFrame, Sentence, SpeechAudio, SpeechEnded, SpeechPaused, SpeechStarted, Transcript
 from pipeline.lipsync import make_lipsync
-from pipeline.llm import LLMStage, build_messages, make_llm
+from pipeline.llm import MAX_CONTEXT_LINES, LLMStage, build_messages, make_llm
+from pipeline.models import on_load
 from pipeline.runtime import HostRuntime
 from pipeline.sentences import SentenceSplitter
 from pipeline.transcript import Line, extractive_summary
@@ -98,23 +100,22 @@ class HostSpeech:
     # --- models -------------------------------------------------------------------------------
 
     async def load(self, progress: Callable[[str], None]) -> None:
-        """Load what this room needs, telling `progress` what is loading (only when it really loads)."""
-        reg, s = self.rt.models, self.settings
+        """Load what this room needs, telling `progress` (on the event loop) what loads, when it really loads."""
+        reg, s, loop = self.rt.models, self.settings, asyncio.get_running_loop()
         steps = [
-            (VAD_KEY, "voice activity model", lambda: reg.get(VAD_KEY, load_silero_session)),
-            ("tts", "voice", lambda: make_tts(s, self.language, reg)),
-            ("lipsync", "lip-sync", lambda: make_lipsync(s, reg)),
-            ("llm:local", "language model", lambda: make_llm(s, reg)),
-            (asr_key(self.language), "speech model", lambda: reg.get(asr_key(self.language),
-                                                                      lambda: load_whisper(self.language, s))),
+            ("voice activity model", lambda: reg.get(VAD_KEY, load_silero_session)),
+            ("voice", lambda: make_tts(s, self.language, reg)),
+            ("lip-sync", lambda: make_lipsync(s, reg)),
+            ("language model", lambda: make_llm(s, reg)),
+            ("speech model", lambda: WhisperASR.from_registry(reg, s, self.language)),
         ]
-        results = []
-        for key, what, load in steps:
-            if not reg.loaded(key):
-                progress(ZH_WHAT[what] if self.language == "zh" else what)
-            results.append(await asyncio.to_thread(load))
-        self.vad_session, self.tts, self.lipsync, self.llm, whisper = results
-        self.asr = WhisperASR(whisper, self.language)
+
+        def run(what: str, load: Callable):
+            label = ZH_WHAT[what] if self.language == "zh" else what
+            with on_load(lambda: loop.call_soon_threadsafe(progress, label)):
+                return load()
+        results = [await asyncio.to_thread(run, what, load) for what, load in steps]
+        self.vad_session, self.tts, self.lipsync, self.llm, self.asr = results
 
     @property
     def ready(self) -> bool:
@@ -177,9 +178,6 @@ class HostSpeech:
 
     # --- speaking -----------------------------------------------------------------------------
 
-    def prompt(self, name: str, question: str, asker: str, recent: list[str], agenda: str) -> list[dict]:
-        return build_messages(question, self.language, name, recent, agenda)
-
     async def answer(self, messages: list[dict], voice: HostVoice, turn: TurnTimes) -> str | ErrorFrame:
         """Stream the LLM's reply and speak it sentence by sentence while it is still being written."""
         if self.llm is None:
@@ -199,6 +197,8 @@ class HostSpeech:
         try:
             async for frame in stage.process(messages):
                 if isinstance(frame, ErrorFrame):
+                    speaker.cancel()
+                    await voice.end_utterance()           # what was already said ends properly (AUDIO_END)
                     return frame
                 turn.llm_first_token = turn.llm_first_token or time.monotonic()
                 text = names.feed(frame.text)
@@ -242,10 +242,12 @@ class HostSpeech:
                 continue
             if turn is not None and turn.tts_done is None:
                 turn.tts_done = time.monotonic()
-            track = await asyncio.to_thread(self.lipsync.track, audio)
-            if turn is not None and turn.lipsync_done is None:
-                turn.lipsync_done = time.monotonic()
-            await voice.say(audio, track)
+            async for result in self.lipsync.process(audio):
+                if isinstance(result, ErrorFrame):
+                    continue                                # logged; the sentence is said with a still mouth
+                if turn is not None and turn.lipsync_done is None:
+                    turn.lipsync_done = time.monotonic()
+                await voice.say(*result)
 
     async def _synthesize(self, sentence: Sentence) -> SpeechAudio | None:
         if self.tts is None:
@@ -265,7 +267,7 @@ class HostSpeech:
             return extract
         ask = "用两句话总结这次会议。" if self.language == "zh" else "Summarize this meeting in two sentences."
         messages = build_messages(ask, self.language, self.settings["HOST_NAME"],
-                                  [f"{ln.name}: {ln.text}" for ln in lines[-40:]])
+                                  format_lines(lines[-MAX_CONTEXT_LINES:]))
         stage, parts = LLMStage(self.llm, timeout or self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"]), []
         async for frame in stage.process(messages):
             if isinstance(frame, ErrorFrame):

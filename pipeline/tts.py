@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
@@ -24,13 +23,12 @@ PINYIN_VOICE = "cmn-latn-pinyin"
 
 
 class TTSEngine:
-    """The shared stage: empty sentences, errors, and the blocking `synthesize()` run off the loop (in `executor`,
-    e.g. the runtime's TTS thread, or asyncio's default one). Subclasses implement
+    """The shared stage: empty sentences, errors, and the blocking `synthesize()` run off the loop (in asyncio's
+    default threads). Subclasses implement
     `synthesize(text) -> (pcm float32, sample_rate, phoneme timings)`; async engines override `speak()` instead."""
 
     name = "tts"
     sample_rate = 22050
-    executor: Executor | None = None
 
     async def process(self, sentence: Sentence) -> AsyncIterator[SpeechAudio | ErrorFrame]:
         if not sentence.text.strip():
@@ -46,8 +44,7 @@ class TTSEngine:
         yield audio
 
     async def speak(self, sentence: Sentence) -> SpeechAudio:
-        loop = asyncio.get_running_loop()
-        pcm, sample_rate, phonemes = await loop.run_in_executor(self.executor, self.synthesize, sentence.text)
+        pcm, sample_rate, phonemes = await asyncio.to_thread(self.synthesize, sentence.text)
         return SpeechAudio(pcm, sample_rate, sentence, phonemes=tuple(phonemes))
 
     def synthesize(self, text: str) -> tuple[np.ndarray, int, list[PhonemeTiming]]:

@@ -92,7 +92,6 @@ class VADStream:
         self._n = 0                    # samples stepped through the model so far
         self._onset = 0                # sample where the current utterance started
         self._t0: float | None = None  # time of sample 0
-        self.last_prob = 0.0
 
     @property
     def speaking(self) -> bool:
@@ -141,7 +140,7 @@ class VADStream:
         return float(prob[0, 0])
 
     def _step(self, chunk: np.ndarray) -> list[SpeechStarted | SpeechEnded]:
-        p = self.last_prob = self._prob(chunk)
+        p = self._prob(chunk)
         start = self._n
         self._n += CHUNK
         if self._utt is None:

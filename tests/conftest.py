@@ -87,7 +87,7 @@ def live_server_factory():
     servers: dict[tuple, LiveServer] = {}
 
     def make(overrides: dict | None = None) -> LiveServer:
-        key = tuple(sorted((overrides or {}).items()))
+        key = tuple(sorted((k, str(v)) for k, v in (overrides or {}).items()))    # 1 and "1" are one server
         if key not in servers:
             servers[key] = LiveServer(dict(key))
         return servers[key]

@@ -18,6 +18,11 @@ def spoken(text: str, voice: str = "en", pad_s: float = 0.5) -> np.ndarray:
     return np.concatenate([pad, espeak(text, voice, sr=48000), pad])
 
 
+def until_end(watch, msg) -> bool:
+    """For HostWatch.listen: stop at the host's AUDIO_END (the end of what it was saying)."""
+    return isinstance(msg, p.AudioStop)
+
+
 def send_microphone(client, pcm48k: np.ndarray, realtime: bool = True) -> float:
     """Send audio as a page does: 20 ms Opus packets, paced in real time. Returns when the speech ended."""
     encoder = OpusEncoder(48000, 24000, 20)

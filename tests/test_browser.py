@@ -119,9 +119,8 @@ def test_without_jitsi_the_page_says_video_is_not_configured(pair):
 
 
 def test_screenshot_of_two_participants(pair, tmp_path):
-    pair["bob"].execute_script("window.avatarMeeting.setManualPose(arguments[0])", {"smile": 0.6, "mouth_open": 0.3})
     pair["alice"].execute_script("window.avatarMeeting.clearManualPose()")
-    time.sleep(0.5)
+    drive_and_capture(pair["bob"], pair["alice"], pair["b"], {"smile": 0.6, "mouth_open": 0.3})   # Bob's face drawn
     path = tmp_path / "meeting.png"
     assert pair["alice"].save_screenshot(str(path))
     assert path.stat().st_size > 10_000

@@ -23,8 +23,6 @@ from tests.browser_util import (
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed: no browser to test with")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-HOST_MISSING = not (ROOT / "pipeline" / "host.py").exists()
-NO_HOST = "pipeline/host.py does not exist yet: the AI host has not landed on the server"
 HOST_READY = ("const s = window.avatarMeeting.state;"
               "return s.hostSlot !== null && ['listening', 'idle'].includes(s.hostStatus.state) && s.hostStatus")
 MODEL_LOAD_S = 120     # the first room of a server process loads the speech models
@@ -126,8 +124,9 @@ def test_voice_player_schedules_by_t_ms_and_drops_on_barge_in(server):
     assert out["newUtteranceLead"] == pytest.approx(out["jitter"], abs=0.02)
     assert out["shift"] > 0.15                      # the late packet moved the utterance's timeline …
     assert 0 < out["lateWhenAhead"] < 0.05          # … and plays as soon as possible
-    assert out["beforeInterrupt"] == {"playing": True, "sources": out["beforeInterrupt"]["sources"], "held": False}
-    assert out["beforeInterrupt"]["sources"] > 5
+    before = out["beforeInterrupt"]
+    assert set(before) == {"playing", "sources", "held"} and before["playing"] is True and before["held"] is False
+    assert before["sources"] > 5
     assert out["afterInterrupt"] == {"playing": False, "sources": 0, "held": True, "reason": 1, "faceDelayMs": 0}
     assert out["afterReset"] > out["scheduledAfterBurst"]
     assert out["midUtteranceLead"] == pytest.approx(out["jitter"], abs=0.02)
@@ -297,8 +296,6 @@ def test_without_autoplay_or_webcodecs_the_page_says_so_and_still_works(server):
 @pytest.fixture(scope="module")
 def host_room(server):
     """A room with the AI host."""
-    if HOST_MISSING:
-        pytest.skip(NO_HOST)
     room_id = new_room_id("host")
     status, body = server.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": room_id,
                                                                    "language": "en"})

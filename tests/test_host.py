@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from connect import protocol as p
-from tests.hostutil import HostWatch, send_microphone, spoken
+from tests.hostutil import HostWatch, send_microphone, spoken, until_end
 from tests.wsclient import MeetingClient
 
 LOAD_TIMEOUT = 180            # the first room of a process loads every model
@@ -30,9 +30,6 @@ def open_room(server, **create) -> tuple[str, MeetingClient, HostWatch]:
     assert watch.statuses and watch.statuses[-1].state == "listening", watch.statuses
     return room_id, client, watch
 
-
-def until_end(watch, msg) -> bool:
-    return isinstance(msg, p.AudioStop)
 
 
 def test_a_spoken_question_is_heard_and_answered_with_voice_and_mouth(host_server):

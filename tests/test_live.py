@@ -255,3 +255,26 @@ def test_chat_flood_is_refused_with_an_error_and_others_are_undisturbed(live_ser
     assert 20 <= len(got) < 40
     room.b_still_receives(3)
     room.close()
+
+
+def test_a_failing_channel_does_not_stop_the_writer():
+    from connect.writer import SocketWriter, WebSocketChannel
+    from meeting.outbox import Outbox
+    writer = SocketWriter(ping_interval=0)
+    (a, a_peer), (b, b_peer) = socket.socketpair(), socket.socketpair()
+    broken, healthy = WebSocketChannel(a, writer), WebSocketChannel(b, writer)
+
+    def bug():
+        raise RuntimeError("a bug in one channel")
+    broken.flush = bug                                  # a fault no real socket shows
+    for channel in (broken, healthy):
+        outbox = Outbox()
+        channel.bind(outbox)
+        outbox.put(b"hi")
+        channel.notify()
+    b_peer.settimeout(2)
+    a_peer.settimeout(2)
+    assert b_peer.recv(16) == b"\x82\x02hi"              # the writer thread lives on: the other socket is served
+    assert a_peer.recv(16) == b"" and broken.closed      # the failed one is shut, so its session ends
+    for s in (a, a_peer, b, b_peer):
+        s.close()

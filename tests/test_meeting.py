@@ -102,6 +102,24 @@ def test_reservations_and_empty_rooms_expire():
     assert m.rooms() == []
 
 
+def test_a_failing_close_listener_does_not_fail_the_request():
+    clock = Clock()
+    m = MeetingManager(MeetingSettings(empty_room_ttl=300), clock=clock)
+    closed = []
+
+    def broken(room_id):
+        closed.append(room_id)
+        raise RuntimeError("listener bug")
+    m.on_close.append(broken)
+    m.create_room("alice", "r1")
+    m.create_room("alice", "r2")
+    clock.t += 301
+    room = m.create_room("bob", "r3")                   # sweeps r1 and r2: both closed, both told
+    assert sorted(closed) == ["r1", "r2"] and [r.room_id for r in m.rooms()] == [room.room_id]
+    with pytest.raises(RoomExists):
+        m.create_room("bob", "r3")
+
+
 def test_fan_out_skips_the_sender_and_greets_late_joiners():
     m = MeetingManager()
     room = m.create_room("alice", "r1")

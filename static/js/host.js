@@ -40,7 +40,7 @@ export class HostView {
   /** Handles AUDIO, AUDIO_END and HOST_STATUS; false for any other message. */
   handle(msg) {
     switch (msg.type) {
-      case MsgType.AUDIO: this.voice.packet(msg); break;
+      case MsgType.AUDIO: this.voice.packet(msg); return true;    // tick() redraws when playing starts or stops
       case MsgType.AUDIO_END: this.voice.end(msg.reason); break;
       case MsgType.HOST_STATUS:                // shown with the voice it came with, like the face
         this.voice.face(() => {

@@ -121,7 +121,7 @@ export function validatePose(data) {
   const head = { key: Boolean(data[0] & KEY_FLAG), bits: PRECISIONS[(data[0] >> 5) & 3], keyId: data[0] & 0x1f, seq: data[1] };
   let expected;
   if (head.key) {
-    expected = 2 + packedLength(FIELD_COUNT, head.bits);
+    expected = keySize(head.bits);
   } else {
     if (data.length < 2 + MASK_BYTES) throw new ProtocolError("invalid_field", "delta frame shorter than its mask");
     const mask = maskOf(data);

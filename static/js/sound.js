@@ -26,11 +26,6 @@ export function watchSound(fn) {
   fn(audioContext().state);
 }
 
-/** Tries to resume the context (only succeeds inside a user gesture unless autoplay is allowed). */
-export function resumeSound() {
-  resume();
-}
-
 /** True when WebCodecs has `codec` (AudioEncoder or AudioDecoder, possibly missing) for `config`. */
 export async function codecSupports(codec, config) {
   if (typeof codec !== "function") return false;

@@ -3,13 +3,8 @@
 import { applyI18n, errorText, lang, t } from "./i18n.js";
 import { AgendaEditor, AgendaError } from "./agenda.js";
 import { api, cleanName, ID_PATTERN, saveName, savedName, userId } from "./api.js";
+import { $, setStatus as status } from "./dom.js";
 
-const $ = (id) => document.getElementById(id);
-
-function status(text, kind = "info") {
-  $("status").textContent = text;
-  $("status").dataset.kind = kind;
-}
 
 function readName() {
   const name = cleanName($("display-name").value);

@@ -1,10 +1,11 @@
 // The meeting page's DOM: avatar tiles, participant list, chat log, stats and the status line.
 import { AvatarView, paletteFor } from "./avatar.js";
+import { $ } from "./dom.js";
 import { t } from "./i18n.js";
 
-const CANVAS_SIZE = 360;
+export { $, setStatus } from "./dom.js";
 
-export const $ = (id) => document.getElementById(id);
+const CANVAS_SIZE = 360;
 
 export function el(tag, props = {}, ...children) {
   const node = Object.assign(document.createElement(tag), props);
@@ -98,13 +99,6 @@ export function addChatLine(log, { name, text, ts, system = false, own = false, 
   log.append(item);
   while (log.children.length > 200) log.firstElementChild.remove();
   log.scrollTop = log.scrollHeight;
-}
-
-/** The status line; `kind` is "info", "ok" or "error". */
-export function setStatus(text, kind = "info") {
-  const status = $("status");
-  status.textContent = text;
-  status.dataset.kind = kind;
 }
 
 /** The stats panel: tier, received byte rate, capture mode. */

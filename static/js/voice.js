@@ -27,7 +27,7 @@ export class VoicePlayer {
       lastAudioEndReason: null, audioLostPackets: 0, audioShiftedMs: 0 });
     this.supported = typeof AudioDecoder === "function";
     this.decoder = null;
-    this.pending = [];           // scheduled start times of packets inside the decoder, in order
+    this.pending = [];           // {u, tMs} of the packets inside the decoder, in order (their start follows u's)
     this.sources = new Set();
     this.utterance = null;       // {start, lastT, lastSeq} between the first packet and AUDIO_END
     this.lastWhen = -Infinity;   // when the newest packet plays (AudioContext seconds)
@@ -51,7 +51,7 @@ export class VoicePlayer {
     if (late > 0) this.shift(late);                   // arrived late: play it at once, the rest after it
     const when = u.start + tMs / 1000;
     this.lastWhen = when;
-    this.pending.push(when);
+    this.pending.push({ u, tMs });
     this.decoder.decode(new EncodedAudioChunk({ type: "key", timestamp: tMs * 1000, data }));
   }
 
@@ -77,7 +77,8 @@ export class VoicePlayer {
 
   decoded(audio) {
     const ctx = audioContext();
-    const planned = this.pending.shift() ?? ctx.currentTime;
+    const p = this.pending.shift();
+    const planned = p ? p.u.start + p.tMs / 1000 : ctx.currentTime;   // a shift since it was queued counts
     try {
       const buffer = ctx.createBuffer(1, audio.numberOfFrames, audio.sampleRate);
       audio.copyTo(buffer.getChannelData(0), { planeIndex: 0, format: "f32-planar" });
