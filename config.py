@@ -55,6 +55,7 @@ class Config:
     EDGE_VOICE_EN = "en-US-AriaNeural"
     EDGE_VOICE_ZH = "zh-CN-XiaoxiaoNeural"
     WAV2LIP_MODEL = ""                 # a Wav2Lip ONNX file; empty: visemes drive the 2D avatar's mouth
+    MINUTES_TTL = 86400.0              # seconds the minutes of a room that emptied are kept (also after it closes)
     AUDIO_BITRATE = 24000              # Opus bits per second of the host's voice (at most 32000)
     AUDIO_FRAME_MS = 20                # Opus packet duration: 20, 40 or 60
 

@@ -69,6 +69,7 @@ def create_app(config: dict | None = None) -> Flask:
     services.manager.on_close.append(services.hosts.close)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api.minutes_bp)
     websocket.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

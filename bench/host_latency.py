@@ -38,16 +38,6 @@ VOICE_STAGES = {"vad_end_wait": "end_detected", "asr": "asr_done", "llm_first_to
                 "first_sentence": "first_sentence", "tts": "tts_done", "lipsync": "lipsync_done", "send": "first_audio"}
 
 
-class _Server:
-    """The shape tests.wsclient.MeetingClient expects, over bench.server.GunicornServer."""
-
-    def __init__(self, server: GunicornServer):
-        self.server, self.ws_url = server, f"ws://127.0.0.1:{server.port}"
-
-    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> tuple[int, dict]:
-        return self.server.request(method, path, body, timeout=timeout)
-
-
 def log(*args) -> None:
     print(*args, file=sys.stderr, flush=True)
 
@@ -139,7 +129,7 @@ def main() -> None:
     ap.add_argument("--parts", default="chat,voice,barge", help="which runs: chat, voice, barge (comma-separated)")
     args = ap.parse_args()
     server = GunicornServer("run:create_app()", threads=64, env={"AVATAR_HOST_ENABLED": "1"}).start()
-    api = _Server(server)
+    api = server
     try:
         t_load = time.monotonic()
         body = server.create_room("lat", "owner", 16, host=True)

@@ -93,6 +93,18 @@ class GunicornServer:
         finally:
             conn.close()
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def api(self, method: str, path: str, body: dict | None = None, timeout: float = 60.0) -> tuple[int, dict]:
+        """The shape the test clients (tests.wsclient, tests.meetings) call."""
+        return self.request(method, path, body, timeout=timeout)
+
     def create_room(self, room_id: str, user_id: str, max_participants: int, host: bool = False) -> dict:
         """A room of `max_participants` people; `host`: with the AI host as an extra participant."""
         status, body = self.request("POST", "/api/meeting/create", {

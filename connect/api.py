@@ -4,13 +4,14 @@ from __future__ import annotations
 import re
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from meeting.errors import InvalidRequest, MeetingError, NotInRoom
+from meeting.agenda import AgendaClock, AgendaError, parse_agenda
+from meeting.errors import InvalidRequest, MeetingError, NotInRoom, RoomNotFound
 from meeting.room import JitsiRoom
-from pipeline.agenda import AgendaError, parse_agenda
 
 bp = Blueprint("api", __name__, url_prefix="/api/meeting")
+minutes_bp = Blueprint("minutes", __name__, url_prefix="/api/minutes")
 STATUS = {"room_exists": 409, "room_not_found": 404, "room_full": 409, "user_already_in_room": 409,
           "not_in_room": 404, "bad_request": 400, "bad_token": 403}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -54,6 +55,7 @@ def _display_name(body: dict, default: str) -> str:
 
 
 @bp.errorhandler(MeetingError)
+@minutes_bp.errorhandler(MeetingError)
 def meeting_error(exc: MeetingError):
     return jsonify(success=False, error=exc.code, message=exc.message), STATUS.get(exc.code, 400)
 
@@ -74,7 +76,7 @@ def create():
         raise InvalidRequest(str(exc)) from None
     room = svc.manager.create_room(_field(body, "user_id", str), _field(body, "room_id", str, False),
                                    _field(body, "max_participants", int, False))
-    room.language, room.agenda = language, items
+    room.language, room.agenda = language, AgendaClock(items)
     svc.hosts.open(room, with_host and svc.config["HOST_ENABLED"])
     return jsonify(success=True, room_id=room.room_id, max_participants=room.max_participants,
                    created_by=room.created_by, language=language, agenda=_agenda(room),
@@ -117,7 +119,8 @@ def leave():
 def room_info(room_id: str):
     room = _services().manager.get_room(room_id)
     return jsonify(success=True, room_id=room.room_id, created_by=room.created_by, created_at=room.created_at,
-                   language=room.language, agenda=_agenda(room), host=_host(room_id),
+                   started_at=room.started_at, language=room.language, agenda=_agenda(room),
+                   agenda_state=room.agenda.as_json(time.monotonic()), host=_host(room_id),
                    max_participants=room.max_participants, count=room.humans, connected=room.connected_count,
                    tier=_tier(room), participants=[
                        {"user_id": m.user_id, "display_name": m.display_name, "slot": m.slot,
@@ -139,12 +142,42 @@ def transcript(room_id: str):
     return jsonify(success=True, room_id=room_id, lines=record.transcript.as_json() if record else [])
 
 
+@bp.get("/<room_id>/minutes")
+def minutes(room_id: str):
+    """The meeting's minutes (JSON, or ?format=markdown): made now for an open room, kept for a closed one."""
+    form = request.args.get("format", "json")
+    if form not in ("json", "markdown"):
+        raise InvalidRequest("format must be json or markdown")
+    made = _minutes(room_id)
+    if form == "markdown":
+        return Response(made.markdown(), mimetype="text/markdown; charset=utf-8",
+                        headers={"Content-Disposition": f'inline; filename="minutes-{room_id}.md"'})
+    return jsonify(success=True, **made.as_json())
+
+
 @bp.get("/<room_id>/summary")
 def summary(room_id: str):
+    """The minutes' summary (kept for older clients)."""
+    made = _minutes(room_id)
+    return jsonify(success=True, room_id=room_id, summary=made.summary, generated_at=made.generated_at)
+
+
+@minutes_bp.get("")
+def kept_minutes():
+    """The minutes kept of rooms that emptied, newest first."""
+    return jsonify(success=True, minutes=[
+        {"room_id": m.room_id, "generated_at": m.generated_at, "started_at": m.started_at, "duration_s": m.duration_s,
+         "participants": len(m.participants), "decisions": len(m.notes.decisions),
+         "action_items": len(m.notes.action_items), "url": f"/api/meeting/{m.room_id}/minutes"}
+        for m in _services().hosts.store.all()])
+
+
+def _minutes(room_id: str):
     svc = _services()
-    room = svc.manager.get_room(room_id)
-    text = svc.hosts.summary(room_id, room.language)
-    return jsonify(success=True, room_id=room_id, summary=text, generated_at=time.time())
+    made = svc.hosts.minutes(room_id)
+    if made is None:
+        raise RoomNotFound(f"room {room_id!r} does not exist and no minutes of it are kept")
+    return made
 
 
 @bp.get("/<room_id>/host")
@@ -158,7 +191,7 @@ def host_info(room_id: str):
 
 
 def _agenda(room: JitsiRoom) -> list[dict]:
-    return [{"title": item.title, "minutes": item.minutes} for item in room.agenda]
+    return [{"title": item.title, "minutes": item.minutes} for item in room.agenda.items]
 
 
 def _host(room_id: str) -> dict | None:

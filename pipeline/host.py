@@ -10,18 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from connect import protocol as p
 from connect.posedata import PoseStream
+from meeting.agenda import schedule
 from meeting.participant import Participant
 from meeting.room import JitsiRoom
-from pipeline import agenda as agenda_mod
+from pipeline import facts, phrases
 from pipeline.addressing import Addressing, Request
+from pipeline.agenda import announcement
 from pipeline.avatar_motion import IdleMotion
 from pipeline.context import ContextWindow, format_lines
 from pipeline.frames import ErrorFrame, SpeechEnded, SpeechStarted
 from pipeline.frames import Transcript as TranscriptFrame
 from pipeline.llm import MAX_CONTEXT_CHARS, MAX_CONTEXT_LINES, build_messages
+from pipeline.minutes import Minutes, meeting_record
 from pipeline.runtime import HostRuntime
 from pipeline.speech import HostSpeech, TurnTimes
 from pipeline.transcript import Line, Transcript
@@ -47,14 +51,16 @@ class HostChannel:
 
 
 class AIHost:
-    def __init__(self, room: JitsiRoom, runtime: HostRuntime, transcript: Transcript):
+    def __init__(self, room: JitsiRoom, runtime: HostRuntime, transcript: Transcript,
+                 minutes_of: Callable[[str], Awaitable[Minutes]] | None = None):
         s = runtime.settings
         self.room, self.rt, self.transcript = room, runtime, transcript
+        self.minutes_of = minutes_of
         self.context = ContextWindow(MAX_CONTEXT_LINES, MAX_CONTEXT_CHARS)   # the lines its prompts carry
         self.language = room.language
         self.name = s["HOST_NAME"]
         self.addressing = Addressing(self.name)
-        self.agenda = agenda_mod.schedule(room.agenda)
+        self.agenda = schedule(room.agenda.items)
         self.member: Participant = room.reserve(s["HOST_USER_ID"], self.name, is_host=True)
         self.speech = HostSpeech(runtime, self.language)
         self.motion = IdleMotion()
@@ -63,10 +69,8 @@ class AIHost:
         self.turns: list[TurnTimes] = []           # the latest turns' per-stage times, newest last
         self._reply: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
-        self._meeting_start: float | None = None
         self._agenda_next = 0
         self._humans = 0
-        self._summary: tuple[Line | None, str] | None = None    # (the last line it covered, the summary)
         self._closed = False
         room.attach(self.member.user_id, self.member.nonce, HostChannel(self))
         room.listeners.append(self)
@@ -199,13 +203,18 @@ class AIHost:
         self._reply = None
 
     async def _answer(self, request: Request, member: Participant, turn: TurnTimes) -> None:
+        """The answer: the minutes' short form for "summarize"; the exact answer from the room's state for a
+        question about the meeting that has one; else the language model's, kept to what the meeting knows."""
         self._status("thinking")
-        if request.intent == "summary":
-            reply = await self._say_text(await self.summary(), turn)
-        elif request.intent == "agenda":
-            reply = await self._say_text(agenda_mod.describe(self.room.agenda, self.language), turn)
+        state = self.meeting_state()
+        if request.intent == "summary" and self.minutes_of is not None:
+            reply = await self._say_text((await self.minutes_of(self.room.room_id)).spoken(), turn)
+        elif (exact := facts.ask(request.text, state)) is not None:
+            reply = await self._say_text(exact, turn)
         else:
-            reply = await self.speech.answer(self._messages(request, member), self.voice, turn)
+            about = facts.about_meeting(request.text, state)
+            keep = facts.Grounding(state) if about else None
+            reply = await self.speech.answer(self._messages(request, state if about else None), self.voice, turn, keep)
         if isinstance(reply, ErrorFrame):
             self._post(reply.message)
             self._status("error", reply.message)
@@ -214,26 +223,30 @@ class AIHost:
             self._post(reply)
         self.turns = (self.turns + [turn])[-20:]
 
-    async def summary(self) -> str:
-        """The meeting's summary; made again only when people said something since the last one."""
-        lines = self._said()
-        last = lines[-1] if lines else None                 # (the transcript is bounded: its length stops growing)
-        if self._summary is None or self._summary[0] is not last:
-            self._summary = (last, await self.speech.summarize(lines))
-        return self._summary[1]
+    def meeting_state(self) -> facts.MeetingState:
+        """The meeting as it stands: the room's state, and the notes so far from what people said."""
+        record = meeting_record(self.room, self.transcript, self.member.user_id, self.name)
+        return facts.meeting_state(self.room, record.content(), self.name, record.notes)
 
     def _said(self) -> list[Line]:
-        """The transcript without the host's own words."""
-        return [ln for ln in self.transcript.lines() if ln.speaker != self.member.user_id]
+        """What people said to each other: not the host's words, not what was asked of it (a small model given
+        those repeats them back)."""
+        return [ln for ln in self.transcript.lines()
+                if ln.speaker != self.member.user_id and self.addressing.match(ln.text, ln.source) is None]
 
-    def _messages(self, request: Request, member: Participant) -> list[dict]:
-        agenda = agenda_mod.describe(self.room.agenda, self.language) if self.room.agenda else ""
+    def _messages(self, request: Request, state: facts.MeetingState | None) -> list[dict]:
+        """The prompt: instructions, agenda and the transcript window first (they change rarely or only grow, so
+        the embedded model reuses their cache), then the room's state now (for a question about the meeting) and
+        the question."""
+        agenda = phrases.agenda(self.room.agenda.items, self.language) if self.room.agenda else ""
         return build_messages(request.text or "Hello", self.language, self.name,
-                              format_lines(self.context.select(self._said())), agenda)
+                              format_lines(self.context.select(self._said())), agenda,
+                              now=state.prompt_facts() if state is not None else "")
 
     async def _say_text(self, text: str, turn: TurnTimes | None = None) -> str:
+        self._post(text)                                       # known in full: shown as it starts to be said
         await self.speech.say(text, self.voice, turn)
-        return text
+        return ""
 
     def _post(self, text: str) -> None:
         """The host's words go to the chat and the transcript too."""
@@ -241,16 +254,15 @@ class AIHost:
         self.transcript.add(self.member.user_id, self.name, text, "voice")
 
     def _agenda_tick(self, now: float) -> None:
-        if self._meeting_start is None and self._humans and self.speech.ready:
-            self._meeting_start = now                        # the agenda starts once someone is there to hear it
-        if self._meeting_start is None or self._agenda_next >= len(self.agenda) or not self._humans:
+        clock = self.room.agenda
+        if clock.started_at is None and self._humans and self.speech.ready and clock:
+            clock.start(now)                                 # the agenda starts once someone is there to hear it
+        if clock.started_at is None or self._agenda_next >= len(self.agenda) or not self._humans:
             return
         event = self.agenda[self._agenda_next]
-        if now - self._meeting_start >= event.at and (self._reply is None or self._reply.done()):
+        if now - clock.started_at >= event.at and (self._reply is None or self._reply.done()):
             self._agenda_next += 1                           # (an answer in progress finishes first: one voice)
-            text = agenda_mod.announcement(event, len(self.room.agenda), self.language)
-            self._post(text)
-            self._reply = self._spawn(self._say_text(text))
+            self._reply = self._spawn(self._say_text(announcement(event, len(clock), self.language)))
 
     def _status(self, state: str, detail: str = "", force: bool = False) -> None:
         if (state, detail) == self.state and not force:

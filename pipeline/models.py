@@ -2,7 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
+import os
+import pathlib
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -52,3 +57,34 @@ class ModelRegistry:
 
     def loaded(self, key: str) -> bool:
         return key in self._models
+
+
+def package_dir(name: str) -> pathlib.Path:
+    """A package's folder, found without importing it (some packages' __init__ import heavy things)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"{name} is not installed")
+    return pathlib.Path(spec.origin).parent
+
+
+def join_parts(path: pathlib.Path, parts: list[pathlib.Path]) -> pathlib.Path:
+    """`path` holds the parts of a split model file one after another; made once and reused while its size is
+    right. Written to a temporary name and renamed, so a crash or a racing process leaves no half file."""
+    size = sum(p.stat().st_size for p in parts)
+    if path.is_file() and path.stat().st_size == size:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for src in parts:
+                with open(src, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    if len(parts) > 1:
+        log.info("joined %d parts into %s in %.2f s", len(parts), path, time.monotonic() - t0)
+    return path

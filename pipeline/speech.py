@@ -16,14 +16,12 @@ import numpy as np
 
 from pipeline.asr import WhisperASR
 from pipeline.audio import AudioError, OpusDecoder
-from pipeline.context import format_lines
 from pipeline.frames import AudioIn, ErrorFrame, Sentence, SpeechAudio, SpeechEnded, SpeechPaused, SpeechStarted, Transcript
 from pipeline.lipsync import make_lipsync
-from pipeline.llm import MAX_CONTEXT_LINES, LLMStage, build_messages, make_llm
+from pipeline.llm import LLMStage, make_llm
 from pipeline.models import on_load
 from pipeline.runtime import HostRuntime
 from pipeline.sentences import SentenceSplitter
-from pipeline.transcript import Line, extractive_summary
 from pipeline.tts import make_tts
 from pipeline.vad import VAD_KEY, VADStream, load_silero_session
 from pipeline.voice import HostVoice
@@ -178,21 +176,28 @@ class HostSpeech:
 
     # --- speaking -----------------------------------------------------------------------------
 
-    async def answer(self, messages: list[dict], voice: HostVoice, turn: TurnTimes) -> str | ErrorFrame:
-        """Stream the LLM's reply and speak it sentence by sentence while it is still being written."""
+    async def answer(self, messages: list[dict], voice: HostVoice, turn: TurnTimes,
+                     keep: Callable[[str], bool] | None = None) -> str | ErrorFrame:
+        """Stream the LLM's reply and speak it sentence by sentence while it is still being written. With `keep`,
+        only the sentences it keeps are said (and `keep.fallback` when it keeps none)."""
         if self.llm is None:
             return ErrorFrame("llm", "语言模型还在加载，请稍后再问。" if self.language == "zh"
                               else "The language model is still loading: ask again in a moment.")
         stage = LLMStage(self.llm, self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"])
         splitter, sentences = SentenceSplitter(first_clause=FIRST_CLAUSE), asyncio.Queue()
         speaker = asyncio.create_task(self._speak(sentences, voice, turn))
-        names, parts, spoken = _NamePrefix(), [], 0
+        names, parts, spoken, kept = _NamePrefix(), [], 0, []
 
         def queue(found: list[Sentence]) -> None:
             for sentence in found:
-                if sentence.text.strip():
-                    turn.first_sentence = turn.first_sentence or time.monotonic()
-                    sentences.put_nowait(sentence)
+                if not sentence.text.strip():
+                    continue
+                if keep is not None and not keep(sentence.text):
+                    log.info("dropped an unsupported sentence: %r", sentence.text)
+                    continue
+                kept.append(sentence.text.strip())
+                turn.first_sentence = turn.first_sentence or time.monotonic()
+                sentences.put_nowait(sentence)
 
         try:
             async for frame in stage.process(messages):
@@ -212,6 +217,8 @@ class HostSpeech:
                 rest = names.flush()
                 parts.append(rest)
                 queue(splitter.feed(rest) + [splitter.flush()])
+            if keep is not None and not kept:
+                queue([Sentence(keep.fallback, 0, last=True)])
             sentences.put_nowait(None)
             await speaker
             await voice.end_utterance()
@@ -219,7 +226,7 @@ class HostSpeech:
             stage.cancel()
             speaker.cancel()
         turn.first_audio = voice.first_packet_at
-        return "".join(parts).strip()
+        return " ".join(kept) if keep is not None else "".join(parts).strip()
 
     async def say(self, text: str, voice: HostVoice, turn: TurnTimes | None = None) -> None:
         """Speak a text that is already whole (agenda, summary)."""
@@ -258,20 +265,3 @@ class HostSpeech:
                 return None
             return frame if frame.duration > 0 else None
         return None
-
-    async def summarize(self, lines: list[Line], timeout: float | None = None) -> str:
-        """The LLM's two-sentence summary followed by the extractive one (topics and key points), so the
-        summary always names what was actually said; the extractive part alone when the LLM fails."""
-        extract = extractive_summary(lines, self.language)
-        if not lines or self.llm is None:
-            return extract
-        ask = "用两句话总结这次会议。" if self.language == "zh" else "Summarize this meeting in two sentences."
-        messages = build_messages(ask, self.language, self.settings["HOST_NAME"],
-                                  format_lines(lines[-MAX_CONTEXT_LINES:]))
-        stage, parts = LLMStage(self.llm, timeout or self.settings["LLM_TIMEOUT"], self.settings["LLM_MAX_TOKENS"]), []
-        async for frame in stage.process(messages):
-            if isinstance(frame, ErrorFrame):
-                return extract
-            parts.append(frame.text)
-        text = " ".join("".join(parts).split())
-        return f"{text} {extract}" if text else extract

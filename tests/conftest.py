@@ -16,6 +16,17 @@ from run import create_app
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
+# Tests that start servers, load models or run Chromium are "slow": `pytest -m "not slow"` leaves them out.
+SLOW_FIXTURES = {"live_server", "live_server_factory", "host_server", "server", "local_llm", "piper", "lipsync",
+                 "hello", "tiny_en", "base_cache", "vad_session", "fake_wav2lip"}
+SLOW_MODULES = {"test_browser", "test_browser_host", "test_live", "test_host", "test_minutes_live"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__.split(".")[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture
 def app():

@@ -5,7 +5,7 @@ from pipeline.addressing import Addressing, Request
 
 
 @pytest.mark.parametrize("text, source, request_", [
-    ("@AI what is on the agenda?", "chat", Request("what is on the agenda?", "agenda")),
+    ("@AI what is on the agenda?", "chat", Request("what is on the agenda?", "ask")),
     ("thanks @ai, summarize please", "chat", Request("thanks summarize please", "summary")),
     ("AI, what is the capital of France?", "voice", Request("what is the capital of France?", "ask")),
     ("A.I. what time is it?", "voice", Request("what time is it?", "ask")),

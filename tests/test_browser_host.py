@@ -240,10 +240,11 @@ def test_agenda_editor_creates_a_room_with_its_agenda(server):
 
 NEW_KEYS = ("mic_off", "mic_on", "mic_title", "mic_unsupported", "mic_failed", "sound_hint", "voice_unsupported",
             "host_state_loading", "host_state_listening", "host_state_thinking", "host_state_speaking",
-            "host_state_idle", "host_state_error", "meeting_notes", "transcript", "summary", "transcript_empty",
+            "host_state_idle", "host_state_error", "meeting_notes", "transcript", "minutes", "transcript_empty",
             "summary_empty", "summary_tip", "notes_loading", "notes_failed", "generated_at", "source_voice",
             "source_chat", "room_options", "ai_host_enabled", "language", "agenda", "agenda_topic", "agenda_minutes",
-            "agenda_add", "agenda_remove", "bad_agenda", "chat_placeholder", "chat_hint")
+            "agenda_add", "agenda_remove", "bad_agenda", "chat_placeholder", "chat_hint", "decisions", "action_items",
+            "open_questions", "none_yet", "owner_unknown", "due", "cited_line", "cited_lines", "download_markdown")
 
 
 def test_every_string_has_chinese(server):
@@ -389,3 +390,40 @@ def test_host_answers_with_voice_and_a_moving_mouth(server, host_room, tmp_path)
     # Its face is held back with the voice (VOICE_SCRIPT pins the timing: never before its audio, < 0.1 s after).
     # How far depends on the jitter buffer, late packets and, in a starved headless browser, a slow audio clock.
     assert max(s["delay"] for s in samples if s["playing"]) >= 20, samples
+
+
+# --- the minutes panel --------------------------------------------------------------------------------
+
+def test_minutes_panel_shows_decisions_and_action_items(server, tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from connect import protocol as p
+    from tests.wsclient import MeetingClient
+    room_id = new_room_id("minutes")
+    assert server.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": room_id, "host": False})[0] == 201
+    with chromium() as driver:
+        open_meeting(driver, server, room_id, "Mia")
+        bob = MeetingClient(server, room_id, "bob", display_name="Bob")
+        driver.find_element("id", "chat-input").send_keys("How about we move the demo to Thursday?")
+        driver.find_element("css selector", "#chat-form button").click()
+        bob.expect(p.Chat, where=lambda m: "demo" in m.text)
+        bob.send(p.Chat("Agreed. I'll update the invite by Friday."))
+        wait_for(driver, "return [...document.querySelectorAll('#chat-log li')].some(li => li.textContent.includes('invite'))",
+                 10, "Bob's line")
+        driver.find_element("id", "show-minutes").click()
+        wait_for(driver, "return window.avatarMeeting.state.notes.shown === 'minutes'", 15, "the minutes")
+        panel = driver.find_element("id", "notes-output")
+        text = driver.execute_script("return arguments[0].innerText", panel)
+        driver.execute_script("arguments[0].scrollIntoView(); arguments[0].scrollTop = 1e6;", panel)
+        png = panel.screenshot_as_png
+        (tmp_path / "minutes-panel.png").write_bytes(png)
+        link = panel.find_element("css selector", "a[download]").get_attribute("href")
+    assert "DECISIONS" in text.upper() and "Move the demo to Thursday (lines 1, 2)" in text
+    assert "Bob: Update the invite · due Friday (line 2)" in text and "None so far." in text
+    assert link.endswith(f"/api/meeting/{room_id}/minutes?format=markdown")
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    due = (abs(pixels[..., 0] - 0xa3) < 30) & (abs(pixels[..., 1] - 0x4b) < 30) & (pixels[..., 2] < 40)
+    assert due.sum() > 30, "the due date is drawn in its colour"

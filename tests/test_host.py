@@ -64,22 +64,32 @@ def test_agenda_announcements_and_warnings_arrive_in_order(host_server):
     assert len(watch.audio) > 20, "the announcements are spoken too"
 
 
-def test_summary_mentions_what_was_said(host_server):
+def test_summarize_speaks_the_minutes_short_form(host_server):
     room_id, alice, watch = open_room(host_server)
     bob = MeetingClient(host_server, room_id)
-    script = [(alice, "Let's talk about the marketing budget for the spring launch."),
-              (bob, "The marketing budget should double for the launch."),
-              (alice, "Agreed, the launch date stays in April.")]
-    for client, text in script:
+    script = [(alice, "How about we double the marketing budget for the spring launch?"),
+              (bob, "Agreed, let's do it."),
+              (bob, "I'll draft the new budget by Friday."),
+              (alice, "@AI how many people are in this meeting?")]
+    for client, text in script[:3]:                      # in this order: each line reaches the other first
         client.send(p.Chat(text))
-        time.sleep(0.2)
+        (bob if client is alice else alice).expect(p.Chat, where=lambda m, text=text: m.text == text)
+    alice.send(p.Chat(script[3][1]))
+    watch.listen(alice, 30, until=lambda w, m: isinstance(m, p.Chat) and m.slot == w.host_slot)
+    assert watch.chats[-1] == f"There are 2 people here: {alice.user_id} and {bob.user_id}, plus me, the AI host."
     alice.send(p.Chat("@AI summarize"))
-    watch.listen(alice, 60, until=lambda w, m: isinstance(m, p.Chat) and m.slot == w.host_slot)
-    assert watch.chats and "budget" in watch.chats[-1].lower() and "launch" in watch.chats[-1].lower()
-    summary = host_server.api("GET", f"/api/meeting/{room_id}/summary")[1]["summary"].lower()
-    assert "marketing" in summary or "budget" in summary
+    watch.listen(alice, 60, until=lambda w, m: isinstance(m, p.Chat) and m.slot == w.host_slot and "decided" in m.text)
+    assert watch.chats[-1] == (f"We decided: double the marketing budget for the spring launch. "
+                               f"There is 1 action item, for {bob.user_id}.")
+    minutes = host_server.api("GET", f"/api/meeting/{room_id}/minutes")[1]
+    assert minutes["decisions"] == [{"text": "Double the marketing budget for the spring launch",
+                                     "source_lines": [1, 2]}]
+    assert [(a["owner_id"], a["task"], a["due"], a["source_lines"]) for a in minutes["action_items"]] == [
+        (bob.user_id, "Draft the new budget", "Friday", [3])]
+    summary = host_server.api("GET", f"/api/meeting/{room_id}/summary")[1]["summary"]
+    assert summary == minutes["summary"] and "double the marketing budget" in summary
     watch.listen(alice, 60, until=until_end)
-    assert len(watch.audio) > 25, "the summary was spoken"
+    assert len(watch.audio) > 25, "the short form was spoken"
 
 
 def test_the_host_answers_only_when_addressed(host_server):

@@ -14,14 +14,18 @@ _ids = itertools.count()
 
 
 class MeetingClient:
-    def __init__(self, server, room_id: str, user_id: str | None = None, join: bool = True):
+    def __init__(self, server, room_id: str, user_id: str | None = None, join: bool = True,
+                 display_name: str | None = None):
         self.server, self.room_id = server, room_id
         self.user_id = user_id or f"user{next(_ids)}"
         self.ws = None
         self.slot = None
         self.received: list = []
         if join:
-            status, body = server.api("POST", "/api/meeting/join", {"room_id": room_id, "user_id": self.user_id})
+            body = {"room_id": room_id, "user_id": self.user_id}
+            if display_name:
+                body["display_name"] = display_name
+            status, body = server.api("POST", "/api/meeting/join", body)
             assert status == 200, body
             self.token = body["token"]
             self.open()

@@ -1,5 +1,5 @@
-// The meeting's notes panel: the transcript (GET /api/meeting/<id>/transcript) and the AI host's summary
-// (GET /api/meeting/<id>/summary), fetched when asked for.
+// The meeting's notes panel: the transcript (GET /api/meeting/<id>/transcript) and the minutes
+// (GET /api/meeting/<id>/minutes: summary, decisions, action items, open questions), fetched when asked for.
 import { api } from "./api.js";
 import { errorText, t } from "./i18n.js";
 import { $, el } from "./ui.js";
@@ -29,10 +29,26 @@ function transcriptLines(lines) {
   return [list];
 }
 
-function summaryBody(answer) {
+const cite = (lines = []) => el("span", { className: "cite" },
+  t(lines.length === 1 ? "cited_line" : "cited_lines", { lines: lines.join(", ") }));
+
+function section(title, items, render) {
+  const body = items.length ? el("ul", {}, ...items.map((item) => el("li", {}, ...render(item))))
+    : el("p", { className: "note" }, t("none_yet"));
+  return [el("h4", {}, title), body];
+}
+
+function minutesBody(answer, markdownUrl) {
   const parts = [el("p", { className: "summary-text" }, answer.summary || t("summary_empty"))];
-  if (answer.generated_at) parts.push(el("p", { className: "note" }, t("generated_at", { time: clock(answer.generated_at) })));
-  parts.push(el("p", { className: "note tip" }, t("summary_tip")));
+  parts.push(...section(t("decisions"), answer.decisions || [], (d) => [d.text, " ", cite(d.source_lines)]));
+  parts.push(...section(t("action_items"), answer.action_items || [], (a) => [
+    el("b", {}, a.owner || t("owner_unknown")), ": ", a.task,
+    a.due ? el("span", { className: "due" }, ` · ${t("due", { due: a.due })}`) : "", " ", cite(a.source_lines)]));
+  parts.push(...section(t("open_questions"), answer.open_questions || [], (q) => [q.text, " ", cite(q.source_lines)]));
+  const footer = el("p", { className: "note" });
+  if (answer.generated_at) footer.append(t("generated_at", { time: clock(answer.generated_at) }), " · ");
+  footer.append(el("a", { href: markdownUrl, download: "" }, t("download_markdown")));
+  parts.push(footer, el("p", { className: "note tip" }, t("summary_tip")));
   return parts;
 }
 
@@ -40,7 +56,7 @@ function summaryBody(answer) {
 export function setupNotes(roomId, state) {
   const out = $("notes-output");
   const base = `/api/meeting/${encodeURIComponent(roomId)}`;
-  state.notes = { shown: "", lines: 0, summary: "" };
+  state.notes = { shown: "", lines: 0, summary: "", decisions: 0, actionItems: 0 };
   async function show(kind) {
     out.hidden = false;
     out.replaceChildren(el("p", { className: "note" }, t("notes_loading")));
@@ -51,8 +67,9 @@ export function setupNotes(roomId, state) {
         out.replaceChildren(el("h3", {}, t("transcript")), ...transcriptLines(answer.lines || []));
         state.notes = { shown: kind, lines: (answer.lines || []).length, summary: state.notes.summary };
       } else {
-        out.replaceChildren(el("h3", {}, t("summary")), ...summaryBody(answer));
-        state.notes = { shown: kind, lines: state.notes.lines, summary: answer.summary || "" };
+        out.replaceChildren(el("h3", {}, t("minutes")), ...minutesBody(answer, `${base}/minutes?format=markdown`));
+        state.notes = { ...state.notes, shown: kind, summary: answer.summary || "",
+          decisions: (answer.decisions || []).length, actionItems: (answer.action_items || []).length };
       }
       const list = out.querySelector("ol");
       if (list) list.scrollTop = list.scrollHeight;
@@ -61,5 +78,5 @@ export function setupNotes(roomId, state) {
     }
   }
   $("show-transcript").addEventListener("click", () => show("transcript"));
-  $("show-summary").addEventListener("click", () => show("summary"));
+  $("show-minutes").addEventListener("click", () => show("minutes"));
 }
