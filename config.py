@@ -26,8 +26,17 @@ class Config:
     MAX_BAD_MESSAGES = 20              # invalid messages in a row before the socket is closed with 4000
     WS_SEND_BUFFER = 65536             # kernel send buffer per socket: small, so stale pose frames wait in
                                        # the latest-wins outbox, not in the kernel, when a receiver is slow
+    WS_PARSER = "own"                  # the frame parser: "own" (connect.wsframes) or "wsproto" (bench.fanout compares)
     WS_PING_INTERVAL = 25.0            # seconds between server pings; a missed pong closes the socket
     MAX_JSON_BYTES = 16384             # largest HTTP request body
+    # WebRTC data channels (aiortc), tried first by the page; the WebSocket is its fallback
+    RTC_ENABLED = True
+    RTC_ICE_SERVERS = "[]"             # JSON, like the browser's iceServers: [{"urls": "stun:…"}, {"urls": "turn:…",
+                                       # "username": …, "credential": …}]; empty: host candidates (loopback, a LAN)
+    RTC_FLUSH_MS = 5.0                 # a frame between the room's send-outs leaves within this …
+    RTC_TICK_HOLD_MS = 8.0             # … or at the next send-out when that is this near
+    RTC_TICK_LEAD_MS = 3.0             # pages send their poses this long before a send-out (told in TICK)
+    RTC_OPEN_TIMEOUT = 10.0            # seconds an answered peer has to open its channels
     # Jitsi Meet beside the avatar grid; empty domain = not configured
     JITSI_DOMAIN = ""
     JITSI_SCRIPT_URL = ""              # default: https://<domain>/external_api.js

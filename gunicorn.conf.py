@@ -17,6 +17,13 @@ accesslog = os.environ.get("AVATAR_ACCESS_LOG") or None
 loglevel = os.environ.get("AVATAR_LOG_LEVEL", "info")
 
 
+def worker_exit(server, worker):
+    """Close every WebRTC peer connection (each gets a BYE) before the process goes."""
+    services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("avatar")
+    if services is not None and services.rtc is not None:
+        services.rtc.close_all()
+
+
 def post_worker_init(worker):
     """Objects made at start-up live as long as the worker: keep them out of the collector's full passes,
     which otherwise pause every socket for tens of milliseconds."""

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 import config as config_module
 from connect import api, pages, websocket
 from connect.reader import SocketReader
+from connect.rtc import RtcService
 from connect.tokens import JoinTokens
 from connect.writer import SocketWriter
 from meeting.manager import MeetingManager, MeetingSettings
@@ -33,6 +34,7 @@ class Services:
     reader: SocketReader
     hosts: HostManager
     static_version: str
+    rtc: RtcService | None = None
 
     def jitsi_script_url(self) -> str:
         return self.config["JITSI_SCRIPT_URL"] or f"https://{self.config['JITSI_DOMAIN']}/external_api.js"
@@ -66,10 +68,12 @@ def create_app(config: dict | None = None) -> Flask:
         hosts=HostManager(settings),
         static_version=_static_version())
     services = app.extensions["avatar"]
+    services.rtc = RtcService(settings, services) if settings["RTC_ENABLED"] else None
     services.manager.on_close.append(services.hosts.close)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.minutes_bp)
+    app.register_blueprint(api.stats_bp)
     websocket.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

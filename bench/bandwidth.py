@@ -26,8 +26,8 @@ from bench import stats
 from bench.posegen import pose_sequence, quantized
 from bench.server import GunicornServer
 from bench.wsclient import Connection, EventLoop, open_websocket
-from connect import posedata
-from connect import protocol as p
+from wire import posedata
+from wire import protocol as p
 
 SLOT = 1                                  # a slot for the computed sizes (any slot 0-63 is one byte)
 

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from bench import stats
+from bench import rtcload, stats
 from bench.loadgen import worker_main
 from bench.server import GunicornServer
 
@@ -30,12 +30,12 @@ def log(msg: str) -> None:
 class LoadPool:
     """The load processes; rooms are dealt to them round-robin, each room whole to one process."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, target=worker_main):
         ctx = multiprocessing.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(n):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child,), daemon=True)
+            proc = ctx.Process(target=target, args=(child,), daemon=True)
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -72,7 +72,7 @@ class LoadPool:
 
 def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, participants: int, warmup: float,
               seconds: float, stuck: tuple[float, float] | None = None, drain: float = 1.5,
-              rate_factor: float = 0.98, with_host: bool = False) -> dict:
+              rate_factor: float = 0.98, with_host: bool = False, transport: str = "ws") -> dict:
     """Connect rooms × participants, send for warmup + seconds (then, with `stuck` = (fill, seconds), one
     reader per room stops reading), and return the figures of each window."""
     n = len(pool.conns)
@@ -84,7 +84,8 @@ def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, part
         members = []
         for j in range(participants):
             body = server.join(room_id, f"u{j}")
-            members.append((f"u{j}", body["token"], body["ws_url"], stuck is not None and j == participants - 1))
+            url = body["rtc"]["url"] if transport == "rtc" else body["ws_url"]
+            members.append((f"u{j}", body["token"], url, stuck is not None and j == participants - 1))
         plan[r % n].append((room_id, members))
     info = pool.call([("connect", "127.0.0.1", server.port, plan[i]) for i in range(n)])
     log(f"{tag}: {sum(x['clients'] for x in info)} clients connected in {time.monotonic() - t_setup:.1f} s, "
@@ -103,15 +104,20 @@ def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, part
     for name, a, b in windows:
         for edge, t in (("a", a), ("b", b)):
             time.sleep(max(0.0, t - time.monotonic()))
-            marks[name + edge] = (server.sample(), stats.machine_busy_seconds())
+            marks[name + edge] = (server.sample(), stats.machine_busy_seconds(), stats.net_counters())
     reports = pool.gather(timeout=until - time.monotonic() + 60)
     anomalies = pool.call([("close",)] * n)
     result = {}
     for k, (name, _, _) in enumerate(windows):
         parts = [rep[k] for rep in reports]
-        (srv_a, busy_a), (srv_b, busy_b) = marks[name + "a"], marks[name + "b"]
+        (srv_a, busy_a, net_a), (srv_b, busy_b, net_b) = marks[name + "a"], marks[name + "b"]
         fig = stats.window_figures(parts, {k: srv_b[k] - srv_a[k] for k in ("user", "sys", "switches")},
                                    busy_b - busy_a, until)
+        secs = fig["seconds"]
+        fig["udp_datagrams_per_s"] = round((net_b["udp_out"] - net_a["udp_out"]) / secs, 1)
+        fig["tcp_segments_per_s"] = round((net_b["tcp_out"] - net_a["tcp_out"]) / secs, 1)
+        # packets on the loopback, both directions (server and clients): UDP for WebRTC, TCP for the WebSocket
+        fig["datagrams_per_s"] = fig["udp_datagrams_per_s"] if transport == "rtc" else fig["tcp_segments_per_s"]
         fig["server_threads"] = srv_b["threads"]
         fig["worst_seconds"] = stats.worst_seconds(parts)
         if name == "stuck":
@@ -208,6 +214,78 @@ def bench_server(label: str, args, pool: LoadPool, threads: int, search: bool) -
     return out
 
 
+RTC_KEYS = ("participants", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "delivered_ratio", "server_cpu_pct",
+            "server_cpu_us_per_msg_out", "datagrams_per_s", "msgs_out_per_s", "msgs_per_client_read",
+            "kbps_per_receiver", "client_cpu_pct", "other_cpu_pct", "frames_lost_for_all", "frames_over_rate_as_sent")
+
+
+def compare_transports(args, threads: int) -> dict:
+    """Our server with WebRTC participants and with WebSocket participants, at the same room count, one phase
+    each on a fresh server (alternating `--repeat` times): the WebRTC figures, and the WebSocket's beside them."""
+    import statistics
+    env = dict(kv.split("=", 1) for kv in args.env)
+    runs: dict[str, list[dict]] = {"rtc": [], "ws": []}
+    pools = {"rtc": LoadPool(args.procs, rtcload.worker_main), "ws": LoadPool(args.procs)}
+    try:
+        for i in range(args.repeat):
+            for transport in ("rtc", "ws") if i % 2 == 0 else ("ws", "rtc"):
+                server = GunicornServer(SERVERS["ours"], threads, env).start()
+                try:
+                    phase = run_phase(server, pools[transport], f"{transport}", args.rooms, args.participants,
+                                      args.warmup, args.seconds, transport=transport)
+                finally:
+                    server.stop()
+                fig = dict(phase["main"], participants=args.rooms * args.participants, anomalies=phase["anomalies"])
+                runs[transport].append(fig)
+                log(f"{transport} run {i}: p50 {fig['p50_ms']} p99 {fig['p99_ms']} ms, delivered {fig['delivered_ratio']}, "
+                    f"server cpu {fig['server_cpu_pct']} %, {fig['datagrams_per_s']} packets/s")
+    finally:
+        for pool in pools.values():
+            pool.close()
+
+    def median(figs: list[dict]) -> dict:
+        out = {}
+        for k in RTC_KEYS:
+            values = [f[k] for f in figs if f.get(k) is not None]
+            out[k] = round(statistics.median(values), 3) if values else None
+        return out
+    rtc, ws = median(runs["rtc"]), median(runs["ws"])
+    return {"transport": "rtc", **rtc, "websocket": ws,
+            "ratios": {"cpu_rtc_over_ws": stats.ratio(rtc["server_cpu_pct"], ws["server_cpu_pct"]),
+                       "p99_rtc_over_ws": stats.ratio(rtc["p99_ms"], ws["p99_ms"]),
+                       "datagrams_rtc_over_ws": stats.ratio(rtc["datagrams_per_s"], ws["datagrams_per_s"])},
+            "runs": runs}
+
+
+PARSER_KEYS = ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "server_cpu_pct", "server_cpu_us_per_msg_out",
+               "client_cpu_pct", "other_cpu_pct")
+
+
+def compare_parsers(args, pool: LoadPool, threads: int) -> dict:
+    """Our server with its own frame parser and with wsproto's, one main phase each, alternating `--parsers`
+    times on fresh servers: the medians, and wsproto's / ours."""
+    import statistics
+    runs: dict[str, list[dict]] = {"own": [], "wsproto": []}
+    for i in range(args.parsers):
+        for parser in ("own", "wsproto") if i % 2 == 0 else ("wsproto", "own"):
+            env = dict(kv.split("=", 1) for kv in args.env) | {"AVATAR_WS_PARSER": parser}
+            server = GunicornServer(SERVERS["ours"], threads, env).start()
+            try:
+                phase = run_phase(server, pool, f"parser-{parser}", args.rooms, args.participants, args.warmup,
+                                  args.seconds)
+            finally:
+                server.stop()
+            fig = {k: phase["main"].get(k) for k in PARSER_KEYS}
+            runs[parser].append(fig)
+            log(f"parser {parser} run {i}: p99 {fig['p99_ms']} ms, cpu {fig['server_cpu_pct']} %, "
+                f"{fig['server_cpu_us_per_msg_out']} us/msg")
+    medians = {parser: {k: round(statistics.median(r[k] for r in rs), 3) for k in PARSER_KEYS if rs[0].get(k) is not None}
+               for parser, rs in runs.items()}
+    return {**medians, "runs": runs,
+            "ratios_wsproto_over_own": {k: stats.ratio(medians["wsproto"].get(k), medians["own"].get(k))
+                                        for k in ("p99_ms", "server_cpu_pct", "server_cpu_us_per_msg_out")}}
+
+
 def summary(results: dict, machine: dict, args, elapsed: float) -> dict:
     ours, base = results["ours"], results["baseline"]
     keys = ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "bytes_per_pose_frame", "kbps_per_receiver",
@@ -271,6 +349,11 @@ def parse_args(argv=None):
                     help="an extra environment variable for both servers (repeatable), e.g. AVATAR_RATE_BURST=6")
     ap.add_argument("--with-host", action="store_true",
                     help="create rooms with the AI host (an extra participant; the baseline has none)")
+    ap.add_argument("--transport", choices=("ws", "rtc"), default="ws",
+                    help="rtc: WebRTC participants against WebSocket ones at --rooms (no baseline, no search)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --transport rtc: runs of each, alternating")
+    ap.add_argument("--parsers", type=int, default=0, metavar="N",
+                    help="instead: our server with its own WebSocket frame parser and with wsproto's, N times each")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
@@ -293,8 +376,21 @@ def main(argv=None) -> int:
         f"load {machine['loadavg_at_start']:.2f}")
     threads = max(600, max(SEARCH_STEPS) * args.participants + 64) if not args.no_search else \
         max(600, args.rooms * args.participants + 64)
+    if args.transport == "rtc":
+        out = dict(compare_transports(args, threads), machine=machine,
+                   config={k: getattr(args, k) for k in ("rooms", "participants", "seconds", "warmup", "repeat", "env")})
+        print(json.dumps(out, default=str) if args.json else json.dumps(out, indent=2, default=str))
+        return 0
     pool = LoadPool(args.procs)
     results = {}
+    if args.parsers:
+        try:
+            out = dict(compare_parsers(args, pool, threads), machine=machine,
+                       config={"rooms": args.rooms, "participants": args.participants, "seconds": args.seconds})
+        finally:
+            pool.close()
+        print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+        return 0
     try:
         for label in ([args.only] if args.only else SERVERS):
             search = not args.no_search and (label == "ours" or not args.no_baseline_search)

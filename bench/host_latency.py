@@ -23,9 +23,10 @@ import time
 import numpy as np
 
 from bench.server import GunicornServer
-from connect import protocol as p
 from tests.hostutil import HostWatch, send_microphone, spoken, until_end
+from tests.rtcclient import RtcClient
 from tests.wsclient import MeetingClient
+from wire import protocol as p
 
 QUESTIONS = ["What is the capital of France?", "Name a primary color.", "How many days are in a week?",
              "What do bees make?", "Which planet do we live on?", "What is two plus two?",
@@ -127,6 +128,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--parts", default="chat,voice,barge", help="which runs: chat, voice, barge (comma-separated)")
+    ap.add_argument("--transport", choices=("ws", "rtc"), default="ws",
+                    help="the participants' transport (rtc: WebRTC data channels; audio on the reliable one)")
     args = ap.parse_args()
     server = GunicornServer("run:create_app()", threads=64, env={"AVATAR_HOST_ENABLED": "1"}).start()
     api = server
@@ -134,7 +137,8 @@ def main() -> None:
         t_load = time.monotonic()
         body = server.create_room("lat", "owner", 16, host=True)
         api.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": "lat2", "agenda": LONG_AGENDA})
-        alice, bob = MeetingClient(api, "lat", "alice"), MeetingClient(api, "lat", "bob")
+        Client = RtcClient if args.transport == "rtc" else MeetingClient       # noqa: N806
+        alice, bob = Client(api, "lat", "alice"), Client(api, "lat", "bob")
         watch = HostWatch(body["host"]["slot"])
         watch.listen(bob, 300, until=lambda w, m: isinstance(m, p.HostStatus) and m.state == "listening")
         load_s = time.monotonic() - t_load
@@ -149,7 +153,7 @@ def main() -> None:
             voices.append(voice_run(api, "lat", alice, bob, watch, QUESTIONS[(i + 3) % len(QUESTIONS)]))
             log(f"voice {i}: {voices[-1]['voice_turn_ms']}")
         if "barge" in parts:
-            a2, b2 = MeetingClient(api, "lat2", "alice2"), MeetingClient(api, "lat2", "bob2")
+            a2, b2 = Client(api, "lat2", "alice2"), Client(api, "lat2", "bob2")
             w2 = HostWatch(api.api("GET", "/api/meeting/lat2")[1]["host"]["slot"])
             w2.listen(b2, 60, until=until_end)      # the agenda's first announcement
         for i in range(args.runs if "barge" in parts else 0):
@@ -179,7 +183,7 @@ def main() -> None:
                           "delivery_to_client": p50(r["delivery_ms"] for r in chats)},
         "voice_stages_ms_p50": {"vad_end_after_speech": p50(r["vad_end_ms"] for r in voices),
                                 **{name: voice_stages[key] for name, key in VOICE_STAGES.items()}},
-        "runs": args.runs, "models_load_s": round(load_s, 1),
+        "runs": args.runs, "transport": args.transport, "models_load_s": round(load_s, 1),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_1m": os.getloadavg()[0]},
         "all": {"chat": [{k: v for k, v in r.items() if k != "turn"} for r in chats],

@@ -21,8 +21,8 @@ import numpy as np
 from bench.posegen import pose_sequence, quantized
 from bench.stats import bucket_drops
 from bench.wsclient import Connection, EventLoop, open_websocket
-from connect import posedata
-from connect import protocol as p
+from wire import posedata
+from wire import protocol as p
 
 CHECKED_PER_CLIENT = 20                       # relayed poses per receiver also decoded by the real codec
 STUCK_RCVBUF = 4096                           # a stuck reader's receive buffer
@@ -144,16 +144,8 @@ class Participant(Connection):
             self.worker.loop.call_at(nxt, self._tick)
 
 
-class Worker:
-    def __init__(self, conn):
-        self.conn = conn
-        self.rooms: list[Room] = []
-        self.closing = False
-        self.anomalies: Counter = Counter()
-        self.last_tier_at = 0.0
-        self.loop = EventLoop()
-        self._frames: dict[tuple[int, int], list[list[int]]] = {}
-        self._reset([])
+class WindowCounters:
+    """What a load process counts per measurement window (shared by the WebSocket and WebRTC workers)."""
 
     def _reset(self, windows: list[tuple[str, float, float]]) -> None:
         self.windows = windows
@@ -174,6 +166,18 @@ class Worker:
                 return
         self.rx_bytes[self.current] += n
         self.rx_reads[self.current] += 1
+
+
+class Worker(WindowCounters):
+    def __init__(self, conn):
+        self.conn = conn
+        self.rooms: list[Room] = []
+        self.closing = False
+        self.anomalies: Counter = Counter()
+        self.last_tier_at = 0.0
+        self.loop = EventLoop()
+        self._frames: dict[tuple[int, int], list[list[int]]] = {}
+        self._reset([])
 
     def serve(self) -> None:
         while True:

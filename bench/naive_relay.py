@@ -11,8 +11,8 @@ import threading
 from flask import Flask, jsonify, request
 from flask_sock import Sock
 
-from connect import protocol as p
 from meeting.quality import QualityPolicy
+from wire import protocol as p
 
 TIERS = "4:30:8,9:20:7,16:10:6"
 

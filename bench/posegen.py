@@ -1,11 +1,11 @@
-"""A deterministic synthetic talking head (pose values in connect.posedata.FIELDS order)."""
+"""A deterministic synthetic talking head (pose values in wire.posedata.FIELDS order)."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 
-from connect import posedata
+from wire import posedata
 
 
 def pose_sequence(seconds: float, fps: float, seed: int = 0, noise: float = 0.002) -> np.ndarray:

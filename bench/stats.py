@@ -23,6 +23,16 @@ def machine_busy_seconds() -> float:
     return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
 
 
+def net_counters() -> dict:
+    """UDP datagrams and TCP segments sent by every process of this network namespace (/proc/net/snmp)."""
+    lines = pathlib.Path("/proc/net/snmp").read_text().splitlines()
+    table = {}
+    for head, values in zip(lines[::2], lines[1::2]):
+        proto = head.split(":")[0]
+        table[proto] = dict(zip(head.split()[1:], (int(v) for v in values.split()[1:])))
+    return {"udp_out": table["Udp"]["OutDatagrams"], "tcp_out": table["Tcp"]["OutSegs"]}
+
+
 def _ms(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values, q)) * 1000, 3) if len(values) else None
 

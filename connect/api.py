@@ -6,20 +6,26 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from connect.rtc import RtcError
 from meeting.agenda import AgendaClock, AgendaError, parse_agenda
-from meeting.errors import InvalidRequest, MeetingError, NotInRoom, RoomNotFound
+from meeting.errors import InvalidRequest, MeetingError, NotInRoom, RoomNotFound, UserAlreadyInRoom
 from meeting.room import JitsiRoom
 
 bp = Blueprint("api", __name__, url_prefix="/api/meeting")
 minutes_bp = Blueprint("minutes", __name__, url_prefix="/api/minutes")
+stats_bp = Blueprint("stats", __name__, url_prefix="/api/stats")
 STATUS = {"room_exists": 409, "room_not_found": 404, "room_full": 409, "user_already_in_room": 409,
-          "not_in_room": 404, "bad_request": 400, "bad_token": 403}
+          "not_in_room": 404, "bad_request": 400, "bad_token": 403, "rtc_disabled": 404}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LANGUAGES = ("en", "zh")
 
 
 class BadToken(MeetingError):
     code = "bad_token"
+
+
+class RtcDisabled(MeetingError):
+    code = "rtc_disabled"
 
 
 def _services():
@@ -90,10 +96,37 @@ def join():
     room_id, user_id = _field(body, "room_id", str), _field(body, "user_id", str)
     name = _display_name(body, user_id)
     room, member = svc.manager.join(room_id, user_id, name)
+    rtc = {"url": f"/api/meeting/{room.room_id}/rtc", "ice_servers": svc.rtc.ice} if svc.rtc else None
     return jsonify(success=True, room_id=room.room_id, user_id=member.user_id, display_name=member.display_name,
                    slot=member.slot, token=svc.tokens.issue(room.room_id, member.user_id, member.nonce),
-                   ws_url=f"/ws/meeting/{room.room_id}", expires_in=svc.tokens.ttl, tier=_tier(room),
+                   ws_url=f"/ws/meeting/{room.room_id}", rtc=rtc, expires_in=svc.tokens.ttl, tier=_tier(room),
                    jitsi=svc.jitsi(room.room_id))
+
+
+@bp.post("/<room_id>/rtc")
+def rtc_offer(room_id: str):
+    """WebRTC signalling: the browser's offer (with its data channels) for a joined participant → the answer."""
+    body = _body()
+    svc = _services()
+    token, sdp, kind = _field(body, "token", str), _field(body, "sdp", str), _field(body, "type", str)
+    if kind != "offer":
+        raise InvalidRequest("type must be offer")
+    if svc.rtc is None:
+        raise RtcDisabled("WebRTC is turned off on this server (AVATAR_RTC_ENABLED): use the WebSocket")
+    claim = svc.tokens.verify(token)
+    if claim is None:
+        raise BadToken("missing, forged or expired join token")
+    if claim.room_id != room_id:
+        raise BadToken("the join token is for another room")
+    member = svc.manager.get_room(room_id).get(claim.user_id)
+    if member is None or member.nonce != claim.nonce:
+        raise BadToken("the join token's reservation is gone: join again")
+    if member.connected:
+        raise UserAlreadyInRoom(f"user {claim.user_id!r} already has a channel open in room {room_id!r}")
+    try:
+        return jsonify(svc.rtc.answer(room_id, sdp))
+    except RtcError as exc:
+        return jsonify(success=False, error=exc.code, message=exc.message), exc.status
 
 
 @bp.post("/leave")
@@ -160,6 +193,17 @@ def summary(room_id: str):
     """The minutes' summary (kept for older clients)."""
     made = _minutes(room_id)
     return jsonify(success=True, room_id=room_id, summary=made.summary, generated_at=made.generated_at)
+
+
+@stats_bp.get("")
+def server_stats():
+    """What this process holds now: rooms, connected participants, WebRTC peers and their messages."""
+    svc = _services()
+    rooms = svc.manager.rooms()
+    rtc = svc.rtc.stats if svc.rtc else None
+    return jsonify(success=True, rooms=len(rooms), connected=sum(r.connected_count for r in rooms),
+                   rtc={"enabled": rtc is not None, "peers": rtc.peers if rtc else 0,
+                        "messages_out": rtc.messages_out if rtc else 0, "messages_in": rtc.messages_in if rtc else 0})
 
 
 @minutes_bp.get("")

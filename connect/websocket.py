@@ -16,12 +16,10 @@ import time
 from flask import Flask, current_app, request
 from flask_sock import Sock
 
-from connect import protocol as p
+from connect.session import MeetingSession
 from connect.writer import WebSocketChannel
-from connect.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, FrameParser, pong_frame
-from meeting.errors import NotInRoom, RoomNotFound, UserAlreadyInRoom
-from meeting.participant import Participant
-from meeting.room import JitsiRoom
+from connect.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, make_parser, pong_frame
+from wire import protocol as p
 
 log = logging.getLogger(__name__)
 C = p.CloseCode
@@ -31,86 +29,6 @@ HARD_MESSAGE_LIMIT = 65536
 CLOSE_TIMEOUT = 2.0             # seconds the peer has to answer our close frame
 
 
-class SessionEnd(Exception):
-    def __init__(self, code: int, reason: str):
-        super().__init__(reason)
-        self.code, self.reason = code, reason
-
-
-class MeetingSession:
-    """JOIN first (with a join token), then POSE, CHAT and AUDIO until the socket closes. Runs on the
-    reader thread, one message at a time."""
-
-    def __init__(self, conn: Connection, room_id: str, services):
-        self.conn, self.room_id, self.services = conn, room_id, services
-        self.room: JitsiRoom | None = None
-        self.member: Participant | None = None
-        self.bad = 0
-
-    def on_message(self, data: bytes) -> None:
-        try:
-            if self.member is None:
-                self._join(data)
-            else:
-                self._serve(data)
-        except SessionEnd as end:
-            self.conn.close(end.code, end.reason)
-
-    def _join(self, data: bytes) -> None:
-        try:
-            msg = p.decode_client(data)
-        except p.ProtocolError as exc:
-            raise SessionEnd(exc.close_code or C.NOT_JOINED, f"the first message must be JOIN: {exc.message}") from None
-        if not isinstance(msg, p.Join):
-            raise SessionEnd(C.NOT_JOINED, "the first message must be JOIN")
-        claim = self.services.tokens.verify(msg.token)
-        if claim is None:
-            raise SessionEnd(C.BAD_TOKEN, "missing, forged or expired join token")
-        try:
-            self.room = self.services.manager.get_room(self.room_id)
-            if claim.room_id != self.room_id:
-                raise SessionEnd(C.BAD_TOKEN, "the join token is for another room")
-            self.member = self.room.attach(claim.user_id, claim.nonce, self.conn.channel)
-        except RoomNotFound:
-            raise SessionEnd(C.ROOM_NOT_FOUND, "the room does not exist") from None
-        except NotInRoom:
-            raise SessionEnd(C.BAD_TOKEN, "the join token's reservation is gone: join again") from None
-        except UserAlreadyInRoom:
-            raise SessionEnd(C.DUPLICATE, "this user already has a channel open in the room") from None
-
-    def _serve(self, data: bytes) -> None:
-        room, member = self.room, self.member
-        try:
-            msg = p.decode_client(data)
-        except p.ProtocolError as exc:
-            if exc.close_code:
-                raise SessionEnd(exc.close_code, exc.message) from None
-            self.bad += 1
-            if self.bad >= self.services.config["MAX_BAD_MESSAGES"]:
-                raise SessionEnd(C.BAD_MESSAGES, f"{self.bad} invalid messages in a row") from None
-            member.send(p.encode(p.Error(exc.code, exc.message)))
-            return
-        self.bad = 0
-        if isinstance(msg, p.Pose):
-            room.relay_pose(member, msg.data)
-        elif isinstance(msg, p.Audio):
-            room.hear_audio(member, msg)
-        elif isinstance(msg, p.AudioStop):
-            room.hear_audio_end(member)
-        elif isinstance(msg, p.Chat):
-            if room.post_chat(member, msg.text) is None:
-                member.send(p.encode(p.Error("rate_limited", "too many chat messages: slow down")))
-        else:
-            member.send(p.encode(p.Error("not_allowed", "already joined")))
-
-    def leave(self) -> None:
-        if self.member is not None and self.room is not None:
-            try:
-                self.room.remove(self.member.user_id)
-            except NotInRoom:
-                pass                                   # already removed by the HTTP leave
-
-
 class Connection:
     """One data-channel socket: its frames in (on the reader thread), its channel out (the writer thread)."""
 
@@ -118,7 +36,7 @@ class Connection:
         # A private socket object on a dup of the descriptor, so our non-blocking reads and writes are our own.
         self.sock = socket.socket(fileno=os.dup(ws.sock.fileno()))
         self.channel = WebSocketChannel(self.sock, services.writer, services.config["WS_SEND_BUFFER"])
-        self.parser = FrameParser(HARD_MESSAGE_LIMIT)
+        self.parser = make_parser(services.config["WS_PARSER"], HARD_MESSAGE_LIMIT)
         self.session = MeetingSession(self, room_id, services)
         self.finished = threading.Event()          # the reader is done with the socket
         self.done_reading = False
@@ -136,9 +54,8 @@ class Connection:
             self.channel.send_control(pong_frame(payload))
         elif opcode == OP_PONG:
             self.channel.pong_received = True
-        elif opcode == OP_CLOSE:
-            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else C.NORMAL
-            self.close(code if 1000 <= code < 5000 and code not in (1005, 1006, 1015) else C.NORMAL, "bye")
+        elif opcode == OP_CLOSE:                    # (the parser has checked its code and reason)
+            self.close(int.from_bytes(payload[:2], "big") if payload else C.NORMAL, "bye")
             self.done_reading = True                # the peer's Close answered by ours: the handshake is done
 
     def close(self, code: int, reason: str) -> None:

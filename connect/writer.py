@@ -142,8 +142,9 @@ class WebSocketChannel:
         with self.lock:
             if self.closed:
                 return DEAD
+            closing = self.close_request         # read once: a close asked for from now on gets its own flush
             if self.pending and (result := self._send(self.pending)) != DONE:
-                if result == BLOCKED and self.close_request is not None:   # a stuck reader being closed
+                if result == BLOCKED and closing is not None:   # a stuck reader being closed
                     self._shutdown()
                     return DEAD
                 return result
@@ -153,12 +154,12 @@ class WebSocketChannel:
             payloads = self.outbox.drain() if self.outbox is not None else []
             if payloads:
                 parts.append(frame_all(payloads))
-            if self.close_request is not None:
-                parts.append(close_frame(*self.close_request))
+            if closing is not None:
+                parts.append(close_frame(*closing))
             if not parts:
                 return DONE
             result = self._send(b"".join(parts))
-            if self.close_request is not None:
+            if closing is not None:
                 # Only our side: the reader keeps draining until the peer's Close (RFC 6455), so unread data
                 # cannot turn the ending into a reset that loses the close frame.
                 self._shutdown(socket.SHUT_WR if result == DONE else socket.SHUT_RDWR)

@@ -1,4 +1,9 @@
-"""WebSocket frames (RFC 6455) on the server side: parse masked client frames, build unmasked server frames."""
+"""WebSocket frames (RFC 6455) on the server side: parse masked client frames, build unmasked server frames.
+
+Two parsers with one interface (`feed(bytes)` → whole messages `(opcode, payload)`, `FrameError(code)` when the
+peer breaks the protocol): our own, and one over wsproto's state machine (WS_PARSER=wsproto), kept so that
+bench.fanout can compare them (docs/BENCHMARKS.md).
+"""
 from __future__ import annotations
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -70,6 +75,8 @@ class FrameParser:
         if opcode >= 0x8:
             if opcode not in (OP_CLOSE, OP_PING, OP_PONG) or not fin or len(payload) > 125:
                 raise FrameError(1002, "bad control frame")
+            if opcode == OP_CLOSE:
+                check_close(payload)
             return opcode, payload
         if opcode == OP_CONTINUATION:
             if self._opcode is None:
@@ -89,6 +96,70 @@ class FrameParser:
         message = (self._opcode, b"".join(self._parts))
         self._opcode, self._parts = None, []
         return message
+
+
+def valid_close_code(code: int) -> bool:
+    """A code a peer may send in a Close frame (RFC 6455 §7.4: never 1004-1006 or 1015, nothing unassigned)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def check_close(payload: bytes) -> None:
+    """A Close frame's body is empty, or a valid code and a UTF-8 reason."""
+    if len(payload) == 1:
+        raise FrameError(1002, "a close frame with a one-byte body")
+    if payload and not valid_close_code(int.from_bytes(payload[:2], "big")):
+        raise FrameError(1002, f"invalid close code {int.from_bytes(payload[:2], 'big')}")
+    try:
+        payload[2:].decode()
+    except UnicodeDecodeError:
+        raise FrameError(1007, "the close reason is not UTF-8") from None
+
+
+class WsprotoParser:
+    """The same interface over wsproto (its frame state machine only: the handshake was flask-sock's)."""
+
+    def __init__(self, max_message: int):
+        from wsproto.connection import Connection, ConnectionType
+        self.max_message = max_message
+        self._conn = Connection(ConnectionType.SERVER)
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        from wsproto.connection import ConnectionState
+        from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+        self._conn.receive_data(data)
+        out = []
+        for event in self._conn.events():
+            if isinstance(event, BytesMessage | TextMessage):
+                chunk = event.data if isinstance(event, BytesMessage) else event.data.encode()
+                self._parts.append(chunk)
+                self._size += len(chunk)
+                if self._size > self.max_message:
+                    raise FrameError(1009, f"message over {self.max_message} bytes")
+                if event.message_finished:
+                    out.append((OP_BINARY if isinstance(event, BytesMessage) else OP_TEXT, b"".join(self._parts)))
+                    self._parts, self._size = [], 0
+            elif isinstance(event, Ping):
+                out.append((OP_PING, bytes(event.payload)))
+            elif isinstance(event, Pong):
+                out.append((OP_PONG, bytes(event.payload)))
+            elif isinstance(event, CloseConnection):
+                if self._conn.state is not ConnectionState.REMOTE_CLOSING:   # wsproto found a protocol error
+                    raise FrameError(int(event.code), event.reason or "protocol error")
+                body = b"" if event.code == 1005 else int(event.code).to_bytes(2, "big") + (event.reason or "").encode()
+                out.append((OP_CLOSE, body))
+                break
+        return out
+
+
+def make_parser(kind: str, max_message: int):
+    """WS_PARSER: "own" (FrameParser) or "wsproto"."""
+    if kind == "wsproto":
+        return WsprotoParser(max_message)
+    if kind != "own":
+        raise ValueError(f"WS_PARSER must be 'own' or 'wsproto', not {kind!r}")
+    return FrameParser(max_message)
 
 
 def frame_header(n: int, opcode: int = OP_BINARY) -> bytes:

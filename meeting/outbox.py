@@ -46,18 +46,26 @@ class Outbox:
             was_empty, self._empty = self._empty, False
             return was_empty
 
-    def drain(self) -> list[bytes]:
-        """Everything queued: ordered messages first, then each sender's pose frames."""
+    def drain(self, ordered: bool = True, poses: bool = True) -> list[bytes]:
+        """What is queued: ordered messages first, then each sender's pose frames (a transport with a channel for
+        each may take them apart; what it leaves stays queued, poses still latest-wins)."""
         with self._lock:
             if self._empty:
                 return []
-            out = list(self._ordered)
-            self._ordered.clear()
-            for key, latest in self._poses.values():
-                if key is not None:
-                    out.append(key)
-                if latest is not None:
-                    out.append(latest)
-            self._poses.clear()
-            self._empty = True
+            out = []
+            if ordered:
+                out += self._ordered
+                self._ordered.clear()
+            if poses:
+                for key, latest in self._poses.values():
+                    if key is not None:
+                        out.append(key)
+                    if latest is not None:
+                        out.append(latest)
+                self._poses.clear()
+            self._empty = not self._ordered and not self._poses
             return out
+
+    @property
+    def ordered_waiting(self) -> int:
+        return len(self._ordered)

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from connect import posedata
-from connect import protocol as p
 from meeting.agenda import AgendaClock
 from meeting.errors import NotInRoom, RoomFull, UserAlreadyInRoom
 from meeting.participant import DataChannel, Participant, RateLimiter
 from meeting.quality import QualityPolicy, QualityTier
+from wire import posedata
+from wire import protocol as p
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,13 @@ class JitsiRoom:
         self._members_changed()
         return member
 
-    def remove(self, user_id: str) -> Participant:
+    def remove(self, user_id: str, only: Participant | None = None) -> Participant:
+        """Take a participant out; with `only`, just that one (not a newer reservation of the same user id)."""
         with self._lock:
-            member = self._members.pop(user_id, None)
-            if member is None:
+            member = self._members.get(user_id)
+            if member is None or (only is not None and member is not only):
                 raise NotInRoom(f"user {user_id!r} is not in room {self.room_id!r}")
+            del self._members[user_id]
             was_connected = member in self._connected
             if was_connected:
                 self._connected = tuple(m for m in self._connected if m is not member)

@@ -85,7 +85,7 @@ def meeting_state(room, lines: list, host_name: str, notes_of: Callable[[], Note
 # --- what is asked ---------------------------------------------------------------------------
 
 _EN = [
-    ("other_meeting", r"\b(?:last|previous|earlier|next|yesterday's|tomorrow's|other|another|last week's) "
+    ("other_meeting", r"\b(?:last|previous|earlier|next|yesterday's|tomorrow's|last week's) "
                       r"(?:meeting|call|standup|stand-up|sync)s?\b"),
     ("time_left_total", r"\b(?:how much|how long|how many minutes|time)\b.*\b(?:left|remaining|to go)\b.*\b(?:meeting|"
                         r"overall|in total|total|altogether|today|whole agenda|the agenda(?! item))\b|"
@@ -117,6 +117,7 @@ _EN = [
                        r"is it)\b"),
     ("agenda_list", r"\bagenda\b"),
     ("decided", r"\bwhat (?:have|did|has) (?:we|everyone|the team) (?:decide|decided|agree|agreed|settle|settled)|"
+                r"\bwhat we(?:'ve| have)? (?:decided|agreed|settled)|"
                 r"\bwhat (?:was|were|has been|have been) (?:decided|agreed)|\b(?:any|list the|what are the|our) "
                 r"decisions\b|\bdecided so far\b"),
     ("actions", r"\baction items?\b|\bwho(?:'s| is) doing what\b|\bto-?dos?\b|\bnext steps\b|\bwho (?:is|was) "
@@ -125,15 +126,19 @@ _EN = [
 ]
 _ZH = [
     ("other_meeting", r"(?:上次|上一次|上周|昨天|下次|下一次|明天|别的|其他)的?(?:会|会议|例会)"),
-    ("time_left_total", r"(?:整个会|会议|总共|全部|一共|整体|整场|今天的会).*(?:还剩|剩下|剩余|还有多少|还有几)|"
+    ("time_left_total", r"(?:整个会|会议|总共|全部|一共|整体|整场|今天的会).*(?:还剩|剩下|剩余|还有多少|还有几|还有多长|"
+                        r"还要多久|还有多久)|"
                         r"什么时候(?:结束|散会|开完)"),
     ("time_left_item", r"(?:这一项|这项|这个议题|这部分|这个议程|当前议程|这一块|这块)"
                        r".*(?:还剩|剩下|剩余|还有多少|还有几|多久)|"
-                       r"还剩(?:多少|几)"),
+                       r"还剩(?:多少|几)(?!个人|位|人)"),
     ("elapsed", r"开了多久|开了多长|进行了多久|进行多久|开多久了|开了多少|已经开了|开始多久|开了几分钟"),
     ("head_count", r"几个人|多少人|几位|人数|多少位"),
     ("said", r"(?P<name>[\u4e00-\u9fffA-Za-z]{1,6}?)(?:刚才|之前|前面)?(?:对|关于|就)(?P<topic>.{1,20}?)(?:是)?"
-             r"(?:怎么说|说了什么|说什么|什么意见|怎么看|的看法|的意见|的想法|有什么看法|讲了什么)"),
+             r"(?:怎么说|说了什么|说什么|什么意见|怎么看|的看法|的意见|的想法|有什么看法|讲了什么)|"
+             r"(?P<name2>[\u4e00-\u9fffA-Za-z]{1,6}?)(?:刚才|之前|前面)?(?:说的|讲的|提的)(?P<topic2>.{1,12}?)"
+             r"(?:是怎么|是什么|怎么|是)|(?P<name3>[\u4e00-\u9fffA-Za-z]{1,6}?)有没有(?:说|提|讲|谈)(?:过|到|起)?"
+             r"(?P<topic3>.{1,20}?)(?:的事|的问题)?(?:吗|？|\?|$)"),
     ("joined", r"谁(?:是)?(?:后来|刚刚|刚才|刚)?(?:加入|进来|进会|来了|上线|入会)|后来(?:进来|加入)的|谁迟到"),
     ("left", r"谁(?:已经|刚才|刚刚|先)?(?:走了|离开|下线|退出|先撤|先下|先走)|谁(?:先)?走"),
     ("present", r"(?:都)?有谁|谁在|哪些人|谁还在|在线的|参会的|参会人|与会"),

@@ -12,8 +12,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from connect import protocol as p
-from connect.posedata import PoseStream
 from meeting.agenda import schedule
 from meeting.participant import Participant
 from meeting.room import JitsiRoom
@@ -30,6 +28,8 @@ from pipeline.runtime import HostRuntime
 from pipeline.speech import HostSpeech, TurnTimes
 from pipeline.transcript import Line, Transcript
 from pipeline.voice import HostVoice
+from wire import protocol as p
+from wire.posedata import PoseStream
 
 log = logging.getLogger(__name__)
 

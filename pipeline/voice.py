@@ -6,9 +6,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from connect import protocol as p
 from pipeline.audio import OpusEncoder
 from pipeline.frames import MouthTrack, SpeechAudio
+from wire import protocol as p
 
 log = logging.getLogger(__name__)
 

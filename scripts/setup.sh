@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg espeak-ng libespeak-ng1 chromium chromium-driver zip)
+APT_PACKAGES=(ffmpeg espeak-ng libespeak-ng1 chromium chromium-driver zip nftables iproute2)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -27,7 +27,7 @@ BASE_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-s
 
 @contextlib.contextmanager
 def chromium(lang: str = "en-US", fake_video: pathlib.Path | None = None,
-             fake_audio: pathlib.Path | None = None, autoplay: bool = True) -> Iterator:
+             fake_audio: pathlib.Path | None = None, autoplay: bool = True, extra_args: tuple = ()) -> Iterator:
     """A headless Chromium driver with its own profile; `fake_video` (.y4m) becomes its camera, `fake_audio`
     (.wav, played in a loop) its microphone. With `autoplay` audio plays without a click first."""
     from selenium import webdriver
@@ -40,6 +40,8 @@ def chromium(lang: str = "en-US", fake_video: pathlib.Path | None = None,
         options.add_argument(arg)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--lang={lang}")
+    for arg in extra_args:
+        options.add_argument(arg)
     if autoplay:
         options.add_argument("--autoplay-policy=no-user-gesture-required")
     options.add_experimental_option("prefs", {"intl.accept_languages": lang})

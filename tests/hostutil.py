@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from connect import protocol as p
-from connect.posedata import PoseReceiver
 from pipeline.audio import OpusDecoder, OpusEncoder
 from tests.speech_util import espeak
+from wire import protocol as p
+from wire.posedata import PoseReceiver
 
 
 def spoken(text: str, voice: str = "en", pad_s: float = 0.5) -> np.ndarray:

@@ -289,7 +289,7 @@ class Seat:
         self._thread.start()
 
     def _read(self) -> None:
-        from connect import protocol as p
+        from wire import protocol as p
         while self._open:
             try:
                 msg = self.client.recv(0.5)
@@ -302,7 +302,7 @@ class Seat:
                 self.host_state = msg.state
 
     def say(self, text: str) -> None:
-        from connect import protocol as p
+        from wire import protocol as p
         self.client.send(p.Chat(text))
 
     def answer(self, after: float, timeout: float) -> str | None:

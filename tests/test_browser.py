@@ -156,6 +156,8 @@ import('/static/js/protocol.js').then(async (P) => {
     out.poses.push({ q, hex: hex(enc), decodedQ: dec.q, head: dec.head,
       roundTrip: P.quantize(P.dequantize(dec.q, c.bits), c.bits) });
   }
+  out.unbundled = P.unbundle(bytes(golden.messages.find((m) => m.name === 'bundle').hex)).map((m) => m.name);
+  out.unbundledSingle = P.unbundle(bytes(golden.messages.find((m) => m.name === 'tier').hex)).map((m) => m.name);
   const key = golden.messages.find((m) => m.name === 'pose_server').hex;
   out.refused = {
     truncated: refuses(() => P.decodeServer(bytes(key.slice(0, -2)))),
@@ -222,6 +224,7 @@ def test_javascript_codec_matches_the_golden_bytes(pair):
                                    "emptyAudio", "audioEndReason2", "unknownHostState", "clientSendsHostStatus",
                                    "audioWithoutTime"}
     assert set(out["refused"].values()) == {"ProtocolError"}, out["refused"]
+    assert out["unbundled"] == ["POSE", "TIER"] and out["unbundledSingle"] == ["TIER"]
     stream = out["stream"]
     assert stream["keyFlags"] == [True, False, False, True]       # a key frame every `fps` frames
     assert stream["unknownDelta"] is None                        # a delta before its key frame is ignored

@@ -244,7 +244,8 @@ NEW_KEYS = ("mic_off", "mic_on", "mic_title", "mic_unsupported", "mic_failed", "
             "summary_empty", "summary_tip", "notes_loading", "notes_failed", "generated_at", "source_voice",
             "source_chat", "room_options", "ai_host_enabled", "language", "agenda", "agenda_topic", "agenda_minutes",
             "agenda_add", "agenda_remove", "bad_agenda", "chat_placeholder", "chat_hint", "decisions", "action_items",
-            "open_questions", "none_yet", "owner_unknown", "due", "cited_line", "cited_lines", "download_markdown")
+            "open_questions", "none_yet", "owner_unknown", "due", "cited_line", "cited_lines", "download_markdown",
+            "transport", "rtc_fallback")
 
 
 def test_every_string_has_chinese(server):
@@ -400,8 +401,8 @@ def test_minutes_panel_shows_decisions_and_action_items(server, tmp_path):
     import numpy as np
     from PIL import Image
 
-    from connect import protocol as p
     from tests.wsclient import MeetingClient
+    from wire import protocol as p
     room_id = new_room_id("minutes")
     assert server.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": room_id, "host": False})[0] == 201
     with chromium() as driver:

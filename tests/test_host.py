@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from connect import protocol as p
 from tests.hostutil import HostWatch, send_microphone, spoken, until_end
 from tests.wsclient import MeetingClient
+from wire import protocol as p
 
 LOAD_TIMEOUT = 180            # the first room of a process loads every model
 _n = itertools.count()

@@ -8,9 +8,9 @@ import msgpack
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
-from connect import posedata
-from connect import protocol as p
 from tests.wsclient import MeetingClient
+from wire import posedata
+from wire import protocol as p
 
 C = p.CloseCode
 _rooms = itertools.count()

@@ -1,13 +1,13 @@
 """The meeting core without a network: tiers, rooms, the manager's errors, outboxes and the rate limit."""
 import pytest
 
-from connect import posedata
-from connect import protocol as p
 from meeting.errors import InvalidRequest, NotInRoom, RoomExists, RoomFull, RoomNotFound, UserAlreadyInRoom
 from meeting.manager import MeetingManager, MeetingSettings
 from meeting.outbox import Outbox
 from meeting.participant import RateLimiter
 from meeting.quality import QualityPolicy
+from wire import posedata
+from wire import protocol as p
 
 
 class Clock:
@@ -193,3 +193,25 @@ def test_rate_limiter_caps_a_fast_sender():
         sent += limiter.allow()
         clock.t += 0.01
     assert 10 <= sent <= 13
+
+
+def test_a_stale_channel_does_not_remove_a_newer_reservation():
+    manager = MeetingManager()
+    room = manager.create_room("owner", "r")
+    old = room.reserve("ann", "Ann")
+    room.attach("ann", old.nonce, Sink())
+    room.remove("ann")                                   # left (the API), then joined again
+    new = room.reserve("ann", "Ann")
+    with pytest.raises(NotInRoom):
+        room.remove("ann", only=old)                     # the old channel's late clean-up
+    assert room.get("ann") is new
+    assert room.remove("ann", only=new) is new
+
+
+def test_outbox_drains_ordered_and_poses_apart():
+    box = Outbox()
+    assert box.put(b"chat") and not box.put_pose(1, b"pose", True)
+    assert box.drain(ordered=False) == [b"pose"]
+    assert not box.put(b"more")                          # not empty yet: no new wake-up needed
+    assert box.drain(poses=False) == [b"chat", b"more"] and box.drain() == []
+    assert box.put_pose(2, b"p2", False)                 # empty again: the next one wakes the transport

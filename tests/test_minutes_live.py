@@ -75,8 +75,8 @@ def test_a_spoken_meeting_is_heard_and_minuted(host_server):
 def test_minutes_outlive_their_room(live_server_factory):
     """A room without a host keeps its chat; when it empties its minutes are kept, and still served once the
     room has closed."""
-    from connect import protocol as p
     from tests.wsclient import MeetingClient
+    from wire import protocol as p
     server = live_server_factory({"EMPTY_ROOM_TTL": 0.5})
     room_id = f"short-{uuid.uuid4().hex[:6]}"
     assert server.api("POST", "/api/meeting/create", {"user_id": "ann", "room_id": room_id, "host": False})[0] == 201

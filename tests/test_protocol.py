@@ -6,8 +6,8 @@ import pathlib
 import msgpack
 import pytest
 
-from connect import posedata
-from connect import protocol as p
+from wire import posedata
+from wire import protocol as p
 
 GOLDEN = json.loads((pathlib.Path(__file__).parent / "golden" / "protocol.json").read_text())
 DOC = (pathlib.Path(__file__).parent.parent / "docs" / "PROTOCOL.md").read_text()
@@ -25,6 +25,8 @@ def _value(v):
 
 def _build(case):
     fields = _value(case["fields"])
+    if case["type"] == "Bundle":
+        fields["messages"] = tuple(fields["messages"])
     if case["type"] == "PresenceMsg":
         fields["members"] = tuple(p.Member(**m) for m in fields["members"])
         fields["event"] = p.Presence(fields["event"])

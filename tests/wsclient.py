@@ -7,8 +7,8 @@ import time
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from connect import posedata
-from connect import protocol as p
+from wire import posedata
+from wire import protocol as p
 
 _ids = itertools.count()
 

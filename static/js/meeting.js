@@ -1,4 +1,5 @@
-// The meeting page: join through the API, the WebSocket session, pose sending at the tier's rate,
+// The meeting page: join through the API, the data channel (WebRTC, or the WebSocket: transport.js), pose
+// sending at the tier's rate,
 // other participants' avatars, chat, participant list, stats, the optional Jitsi call, and the AI host
 // (host.js: its status, voice and face; mic.js: this participant's microphone to it; notes.js).
 import * as P from "./protocol.js";
@@ -12,11 +13,13 @@ import { $, addChatLine, AvatarGrid, renderParticipants, renderStats, setStatus 
 import { HostView } from "./host.js";
 import { setupMicButton } from "./mic.js";
 import { setupNotes } from "./notes.js";
+import { RtcTransport, WsTransport } from "./transport.js";
 
 const page = JSON.parse($("page-config").textContent);
 const RETRY_CODES = new Set([1001, 1006, 1011, 4008, 4013]);   // worth an automatic rejoin
 const MAX_RETRIES = 3;
-const MAX_BUFFERED = 16 * 1024;   // skip a pose frame rather than queue behind a slow socket
+// ?transport=websocket skips WebRTC (the server may also have it off: its join answer then has no "rtc")
+const FORCE_WS = new URLSearchParams(location.search).get("transport") === "websocket";
 
 const state = {
   roomId: page.room_id, userId: userId(), displayName: "", token: null,
@@ -25,14 +28,16 @@ const state = {
   framesSent: 0, lastSentPose: null, participants: {},
   capture: { status: "loading", landmarks: 0, faceFrames: 0, detectMs: 0, error: "" },
   jitsi: { status: "none" }, status: { text: "", kind: "info" }, errors: [],
+  transport: null, rtcError: null, tickAligned: false,
 };
 
 const grid = new AvatarGrid($("avatar-grid"));
 const host = new HostView(state, grid);
 const capture = new Capture();
 const members = new Map();
-let session = null;       // {ws, token, sender, receiver}
+let session = null;       // {transport, token, sender, receiver}
 let sendTimer = null;
+let sendGrid = null;      // over WebRTC: {origin, period} (ms, performance.now()) from the server's TICK
 let retries = 0;
 let leaving = false;
 
@@ -54,10 +59,10 @@ async function join() {
   }
   state.tier = answer.tier ? { ...answer.tier, count: answer.tier.count ?? null } : state.tier;
   const sender = new PoseSender(state.tier?.bits ?? 8, state.tier?.fps ?? 15);
-  session = { token: answer.token, sender, receiver: new PoseReceiver(), ws: null };
+  session = { token: answer.token, sender, receiver: new PoseReceiver(), transport: null };
   state.token = answer.token;
   setupJitsi(answer.jitsi, page, state);
-  connect(answer.ws_url, session);
+  await connect(answer, session);
   restartSending();
 }
 
@@ -67,24 +72,39 @@ function failed(message) {
   $("rejoin").hidden = false;
 }
 
-function connect(wsUrl, s) {
-  const url = new URL(wsUrl, location.href);
-  if (url.protocol === "http:" || url.protocol === "https:") url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(url.href);
-  ws.binaryType = "arraybuffer";
-  s.ws = ws;
-  ws.onopen = () => ws.send(P.join(s.token));
-  ws.onmessage = (event) => {
-    if (session !== s) return;
-    const size = event.data.byteLength ?? event.data.length;
-    state.bytesReceived += size + (size <= 125 ? 2 : size <= 0xffff ? 4 : 10);
-    try {
-      handle(P.decodeServer(event.data), s);
-    } catch (err) {
-      console.warn("dropped a message:", err.message);
-    }
+/** WebRTC when the server offers it and it connects within RTC_CONNECT_MS, else the WebSocket. */
+async function connect(answer, s) {
+  const handlers = {
+    open: () => s.transport?.send(P.join(s.token)),
+    message: (data, wireBytes) => {
+      if (session !== s) return;
+      state.bytesReceived += wireBytes;
+      try {
+        handle(P.decodeServer(data), s);
+      } catch (err) {
+        console.warn("dropped a message:", err.message);
+      }
+    },
+    close: (event) => closed(event, s),
   };
-  ws.onclose = (event) => closed(event, s);
+  if (answer.rtc && !FORCE_WS && typeof RTCPeerConnection === "function") {
+    try {
+      s.transport = await RtcTransport.connect(answer.rtc, s.token, {
+        ...handlers, open: () => {} });
+      if (session !== s) return s.transport.close(1000);
+      state.transport = "webrtc";
+      renderStats(state);
+      s.transport.send(P.join(s.token));
+      return;
+    } catch (err) {
+      state.rtcError = String(err.message || err);
+      console.info("WebRTC did not connect, using the WebSocket:", state.rtcError);
+      if (session !== s) return;
+    }
+  }
+  state.transport = "websocket";
+  s.transport = new WsTransport(answer.ws_url, handlers);
+  renderStats(state);
 }
 
 function handle(msg, s) {
@@ -100,6 +120,7 @@ function handle(msg, s) {
       const name = members.get(msg.slot)?.name ?? `#${msg.slot}`;
       return addChatLine($("chat-log"), { name, text: msg.text, ts: msg.ts_ms, ai: host.isHost(msg.slot) });
     }
+    case P.MsgType.TICK: return tick(msg);
     case P.MsgType.ERROR:
       state.errors.push(`${msg.code}: ${msg.message}`);
       return console.warn("server error:", msg.code, msg.message);
@@ -119,8 +140,16 @@ function welcome(msg) {
 function tier(msg, s) {
   state.tier = { index: msg.tier, fps: msg.fps, bits: msg.bits, count: msg.count };
   s.sender.setTier(msg.fps, msg.bits);
+  if (sendGrid && Math.abs(sendGrid.period - 1000 / msg.fps) > 0.5) sendGrid = null;   // until the next TICK
   restartSending();
   renderStats(state);
+}
+
+/** The server sends the room's frames out on a fixed beat: send poses just before it, so they leave at once. */
+function tick(msg) {
+  sendGrid = { origin: performance.now() + (msg.next_in_us - msg.lead_us) / 1000, period: msg.period_us / 1000 };
+  state.tickAligned = true;
+  restartSending();
 }
 
 function presence(msg) {
@@ -173,8 +202,10 @@ function closed(event, s) {
 async function rejoin() {
   const old = session;
   session = null;
+  sendGrid = null;
+  restartSending();
   if (old) {
-    old.ws?.close(1000);
+    old.transport?.close(1000);
     await api("POST", "/api/meeting/leave", { room_id: state.roomId, user_id: state.userId, token: old.token })
       .catch(() => {});
   }
@@ -185,7 +216,7 @@ async function leave() {
   leaving = true;
   const s = session;
   session = null;
-  s?.ws?.close(1000);
+  s?.transport?.close(1000);
   if (s) {
     await api("POST", "/api/meeting/leave", { room_id: state.roomId, user_id: state.userId, token: s.token })
       .catch(() => {});
@@ -195,7 +226,20 @@ async function leave() {
 
 function restartSending() {
   clearInterval(sendTimer);
-  sendTimer = setInterval(sendPose, 1000 / (state.tier?.fps || 15));
+  clearTimeout(sendTimer);
+  if (sendGrid && session?.transport?.kind === "webrtc") {
+    sendInStep();
+  } else {
+    sendTimer = setInterval(sendPose, 1000 / (state.tier?.fps || 15));
+  }
+}
+
+function sendInStep() {
+  if (!sendGrid) return restartSending();
+  const { origin, period } = sendGrid;
+  const now = performance.now();
+  const next = origin + Math.ceil((now + 0.5 * period - origin) / period) * period;   // at least half a period on
+  sendTimer = setTimeout(() => { sendPose(); sendInStep(); }, next - now);
 }
 
 function sendPose() {
@@ -203,8 +247,8 @@ function sendPose() {
   grid.view("self")?.setTarget(pose);
   Object.assign(state.capture, { status: capture.status }, capture.info);
   const s = session;
-  if (!s || !state.connected || s.ws.readyState !== WebSocket.OPEN || s.ws.bufferedAmount > MAX_BUFFERED) return;
-  s.ws.send(P.pose(s.sender.next(pose)));
+  if (!s || !state.connected || !s.transport?.canSend(true)) return;
+  s.transport.send(P.pose(s.sender.next(pose)), true);
   state.lastSentPose = pose;
   state.framesSent += 1;
 }
@@ -212,11 +256,11 @@ function sendPose() {
 /** The microphone's packets (`kind` "audio") and its end ("end"); false when there is no open session. */
 function sendAudio(kind, packet) {
   const s = session;
-  if (!s || !state.connected || s.ws.readyState !== WebSocket.OPEN) return false;
+  if (!s || !state.connected || !s.transport?.isOpen()) return false;
   if (kind === "end") {
-    s.ws.send(P.audioEnd());
+    s.transport.send(P.audioEnd());
   } else {
-    s.ws.send(P.audio(packet.seq, packet.data));
+    s.transport.send(P.audio(packet.seq, packet.data));
     state.audioPacketsSent += 1;
   }
   return true;
@@ -227,7 +271,7 @@ function sendChat(text) {
   const s = session;
   if (!clean || !s || !state.connected) return false;
   const message = [...clean].slice(0, P.MAX_CHAT_CHARS).join("");
-  s.ws.send(P.chat(message));
+  s.transport.send(P.chat(message));
   addChatLine($("chat-log"), { name: state.displayName, text: message, own: true });
   return true;
 }
@@ -290,7 +334,7 @@ function init() {
 window.avatarMeeting = {
   state,
   /** Closes the socket from this side with `code`, as a network or server failure would. */
-  dropConnection: (code = 4013) => session?.ws?.close(code, "test"),
+  dropConnection: (code = 4013) => session?.transport?.close(code, "test"),
   setManualPose: (pose) => capture.setManual(pose),
   clearManualPose: () => capture.setManual(null),
   sendChat,

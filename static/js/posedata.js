@@ -1,5 +1,5 @@
 // The PoseData payload of POSE (docs/PROTOCOL.md, "PoseData"): 17 face fields quantized to 5-8 bits, sent as
-// key frames or as deltas against a key frame. Mirrors connect/posedata.py.
+// key frames or as deltas against a key frame. Mirrors wire/posedata.py.
 import { ProtocolError } from "./errors.js";
 
 // [name, lo, hi] in wire order.

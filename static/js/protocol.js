@@ -1,5 +1,5 @@
 // The data-channel protocol (docs/PROTOCOL.md): a msgpack envelope [version, type, ...fields]; the PoseData
-// payload lives in posedata.js and is re-exported here. Mirrors connect/protocol.py; tests/test_browser.py
+// payload lives in posedata.js and is re-exported here. Mirrors wire/protocol.py; tests/test_browser.py
 // pins both codecs to tests/golden/protocol.json.
 import { encode as packMsg, decode as unpackMsg } from "../vendor/msgpack/index.mjs";
 import { ProtocolError } from "./errors.js";
@@ -20,8 +20,9 @@ const MAX_STATUS_CHARS = 200;
 
 export const MsgType = Object.freeze({
   JOIN: 0, POSE: 1, VISEME: 2, CHAT: 3, PRESENCE: 4, TIER: 5, ERROR: 6, WELCOME: 7,
-  AUDIO: 8, AUDIO_END: 9, HOST_STATUS: 10,
+  AUDIO: 8, AUDIO_END: 9, HOST_STATUS: 10, BUNDLE: 11, BYE: 12, TICK: 13,
 });
+const MAX_BUNDLE = 64;
 const TYPE_NAMES = Object.keys(MsgType);
 const CLIENT_TYPES = new Set([MsgType.JOIN, MsgType.POSE, MsgType.CHAT, MsgType.AUDIO, MsgType.AUDIO_END]);
 export const Presence = Object.freeze({ SNAPSHOT: 0, JOINED: 1, LEFT: 2 });
@@ -58,6 +59,9 @@ export function encodeMessage(msg) {
     }
     case MsgType.AUDIO_END: return packMsg([VERSION, MsgType.AUDIO_END, msg.reason, ...opt(msg.slot)]);
     case MsgType.HOST_STATUS: return packMsg([VERSION, MsgType.HOST_STATUS, msg.slot, msg.state, msg.detail]);
+    case MsgType.BUNDLE: return packMsg([VERSION, MsgType.BUNDLE, msg.messages]);
+    case MsgType.BYE: return packMsg([VERSION, MsgType.BYE, msg.code, msg.reason]);
+    case MsgType.TICK: return packMsg([VERSION, MsgType.TICK, msg.period_us, msg.next_in_us, msg.lead_us]);
     default: throw new TypeError(`not a protocol message: ${JSON.stringify(msg)}`);
   }
 }
@@ -192,4 +196,20 @@ const PARSERS = {
     if (!HOST_STATES.includes(state)) throw new ProtocolError("invalid_field", `HOST_STATUS: unknown state ${state}`);
     return { slot, state, detail: f.str("detail", MAX_STATUS_CHARS, 0) };
   },
+  [MsgType.BUNDLE]: (f) => {
+    const messages = f.list("messages", MAX_BUNDLE);
+    if (!messages.length || !messages.every((m) => m instanceof Uint8Array && m.length)) {
+      throw new ProtocolError("invalid_field", "BUNDLE: messages must be 1..64 encoded messages");
+    }
+    return { messages };
+  },
+  [MsgType.BYE]: (f) => ({ code: f.int("code", 1000, 4999), reason: f.str("reason", 200, 0) }),
+  [MsgType.TICK]: (f) => ({ period_us: f.int("period_us", 1000, 1000000), next_in_us: f.int("next_in_us", 0, 1000000),
+    lead_us: f.int("lead_us", 0, 1000000) }),
 };
+
+/** The messages in one data-channel message from the server: a BUNDLE's contents, or the message itself. */
+export function unbundle(data) {
+  const msg = decodeServer(data);
+  return msg.type === MsgType.BUNDLE ? msg.messages.map((m) => decodeServer(m)) : [msg];
+}

@@ -106,6 +106,10 @@ export function renderStats(state) {
   const tier = state.tier;
   $("stat-tier").textContent = tier ? `${tier.index} · ${tier.fps} ${t("fps")} · ${tier.bits} ${t("bits")}` : "–";
   $("stat-received").textContent = formatRate(state.bytesPerSecond);
+  const transport = $("stat-transport");
+  transport.textContent = state.transport ? t(`transport_${state.transport}`) : "–";
+  transport.dataset.transport = state.transport || "";
+  transport.title = state.transport === "websocket" && state.rtcError ? t("rtc_fallback", { reason: state.rtcError }) : "";
   const capture = state.capture.status;
   $("stat-capture").textContent = t(`capture_${capture === "no_face" ? "idle" : capture}`) +
     (capture === "no_face" ? ` (${t("no_face")})` : "");

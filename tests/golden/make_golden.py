@@ -4,8 +4,8 @@ import json
 import pathlib
 from enum import IntEnum
 
-from connect import posedata
-from connect import protocol as p
+from wire import posedata
+from wire import protocol as p
 
 POSE_VALUES = {"yaw": 0.3, "pitch": -0.1, "roll": 0.05, "x": 0.1, "y": -0.2, "z": 0.0, "eye_l": 1.0, "eye_r": 0.9,
                "gaze_x": 0.0, "gaze_y": 0.0, "brow_l": 0.2, "brow_r": 0.2, "mouth_open": 0.4, "mouth_wide": 0.5,
@@ -55,6 +55,9 @@ def _messages(key: bytes):
         ("audio_end_client", "client", p.AudioStop()),
         ("audio_end_server", "server", p.AudioStop(p.AudioEnd.INTERRUPTED, slot=0)),
         ("host_status", "server", p.HostStatus(0, "loading", "loading speech model …")),
+        ("bundle", "server", p.Bundle((p.encode(p.Pose(key, slot=2)), p.encode(p.Tier(1, 20, 7, 6))))),
+        ("bye", "server", p.Bye(p.CloseCode.TOO_SLOW, "too slow: ordered messages piled up")),
+        ("tick", "server", p.Tick(100000, 37500, 4000)),
     ]
     return [{"name": n, "direction": d, "type": type(m).__name__, "fields": _jsonable(m), "hex": p.encode(m).hex()}
             for n, d, m in cases]

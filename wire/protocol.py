@@ -11,7 +11,7 @@ from enum import IntEnum
 
 import msgpack
 
-from connect import posedata
+from wire import posedata
 
 VERSION = 1
 MAX_MESSAGE_BYTES = 4096
@@ -33,6 +33,9 @@ class MsgType(IntEnum):
     AUDIO = 8
     AUDIO_END = 9
     HOST_STATUS = 10
+    BUNDLE = 11                  # several messages for one receiver in one data-channel message (WebRTC)
+    BYE = 12                     # why the server ends a channel that has no close code of its own (WebRTC)
+    TICK = 13                    # when the server sends the room's frames out, so senders can arrive just before
 
 
 class AudioEnd(IntEnum):
@@ -158,7 +161,27 @@ class HostStatus:
     detail: str = ""
 
 
-Message = Join | Pose | Viseme | Chat | PresenceMsg | Tier | Error | Welcome | Audio | AudioStop | HostStatus
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    messages: tuple[bytes, ...]   # each an encoded message, in the order they were sent
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    code: int                     # a CloseCode, as the WebSocket would close with
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    period_us: int                # the room's frame period
+    next_in_us: int               # from the moment this was sent to the next send-out
+    lead_us: int                  # send a pose this long before a send-out to have it in that one
+
+
+Message = (Join | Pose | Viseme | Chat | PresenceMsg | Tier | Error | Welcome | Audio | AudioStop | HostStatus | Bundle
+           | Bye | Tick)
+MAX_BUNDLE = 64                   # messages in one bundle
 
 
 def encode(msg: Message) -> bytes:
@@ -191,11 +214,22 @@ def _fields(msg: Message) -> list:
             return [VERSION, MsgType.AUDIO_END, int(reason)] + _opt(slot)
         case HostStatus(slot, state, detail):
             return [VERSION, MsgType.HOST_STATUS, slot, state, detail]
+        case Bundle(messages):
+            return [VERSION, MsgType.BUNDLE, list(messages)]
+        case Bye(code, reason):
+            return [VERSION, MsgType.BYE, int(code), reason]
+        case Tick(period_us, next_in_us, lead_us):
+            return [VERSION, MsgType.TICK, period_us, next_in_us, lead_us]
     raise TypeError(f"not a protocol message: {msg!r}")
 
 
 def _opt(slot: int | None) -> list:
     return [] if slot is None else [slot]
+
+
+def bundle(messages: list[bytes]) -> bytes:
+    """Encoded messages in one BUNDLE (at most MAX_BUNDLE; a bundle is one message, so it keeps the size limit)."""
+    return msgpack.packb([VERSION, MsgType.BUNDLE, messages], use_bin_type=True)
 
 
 def relay_pose(data: bytes, slot: int) -> bytes:
@@ -381,6 +415,27 @@ def _host_status(f: _Fields, server: bool) -> HostStatus:
     return HostStatus(slot, state, detail)
 
 
+def _bundle(f: _Fields, server: bool) -> Bundle:
+    items = f.list("messages", MAX_BUNDLE)
+    if not items or not all(isinstance(m, bytes) and m for m in items):
+        raise ProtocolError("invalid_field", "BUNDLE: messages must be 1..64 encoded messages")
+    f.done()
+    return Bundle(tuple(items))
+
+
+def _bye(f: _Fields, server: bool) -> Bye:
+    msg = Bye(f.int("code", 1000, 4999), f.str("reason", 200, 0))
+    f.done()
+    return msg
+
+
+def _tick(f: _Fields, server: bool) -> Tick:
+    msg = Tick(f.int("period_us", 1000, 1_000_000), f.int("next_in_us", 0, 1_000_000), f.int("lead_us", 0, 1_000_000))
+    f.done()
+    return msg
+
+
 _PARSERS = {MsgType.JOIN: _join, MsgType.POSE: _pose, MsgType.VISEME: _viseme, MsgType.CHAT: _chat,
             MsgType.PRESENCE: _presence, MsgType.TIER: _tier, MsgType.ERROR: _error, MsgType.WELCOME: _welcome,
-            MsgType.AUDIO: _audio, MsgType.AUDIO_END: _audio_end, MsgType.HOST_STATUS: _host_status}
+            MsgType.AUDIO: _audio, MsgType.AUDIO_END: _audio_end, MsgType.HOST_STATUS: _host_status,
+            MsgType.BUNDLE: _bundle, MsgType.BYE: _bye, MsgType.TICK: _tick}
