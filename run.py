@@ -7,6 +7,7 @@ import hashlib
 import logging
 import pathlib
 import re
+import time
 from dataclasses import dataclass
 
 from flask import Flask, jsonify, request
@@ -19,15 +20,19 @@ from connect.rtc import RtcService
 from connect.tokens import JoinTokens
 from connect.writer import SocketWriter
 from meeting.manager import MeetingManager, MeetingSettings
+from monitor import views as monitor_views
+from monitor.metrics import Metrics, Sampler
 from pipeline.hosts import HostManager
+from wire.protocol import CloseCode
 
 ROOT = pathlib.Path(__file__).parent
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Services:
     """What the app's parts share, kept in app.extensions["avatar"] (no module globals)."""
-    config: dict
+    config: config_module.Settings
     manager: MeetingManager
     tokens: JoinTokens
     writer: SocketWriter
@@ -35,6 +40,27 @@ class Services:
     hosts: HostManager
     static_version: str
     rtc: RtcService | None = None
+    metrics: Metrics | None = None
+    sampler: Sampler | None = None
+    draining: bool = False                 # shutting down: no new joins (/ready says so)
+
+    def drain(self, timeout: float = 3.0) -> None:
+        """Shutting down (SIGTERM): refuse new joins, tell every participant to come back (1012; the page rejoins
+        with backoff), close the WebRTC peers, and wait up to `timeout` for the sockets to close."""
+        self.draining = True
+        rooms = self.manager.rooms()
+        log.info("draining: %d rooms, telling %d participants to reconnect", len(rooms),
+                 sum(r.connected_count for r in rooms))
+        if self.rtc is not None:
+            self.rtc.close_all(CloseCode.RESTARTING, "server restarting: join again", timeout)
+        for room in rooms:
+            for member in room.participants():
+                if member.channel is not None and not member.is_host:
+                    member.channel.close(CloseCode.RESTARTING, "server restarting: join again")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(m.connected and not m.is_host
+                                                  for r in self.manager.rooms() for m in r.participants()):
+            time.sleep(0.05)
 
     def jitsi_script_url(self) -> str:
         return self.config["JITSI_SCRIPT_URL"] or f"https://{self.config['JITSI_DOMAIN']}/external_api.js"
@@ -48,21 +74,15 @@ class Services:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    settings = config_module.load(config, config_module.TestConfig if (config or {}).get("TESTING") else
-                                  config_module.Config)
+    testing = bool((config or {}).get("TESTING"))
+    settings = config_module.load(dict(config_module.TESTING, **config) if testing else config)
     app = Flask(__name__, static_folder=str(ROOT / "static"), template_folder=str(ROOT / "templates"))
-    app.config.update(settings)
-    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_JSON_BYTES"]
+    app.config.update(settings.as_dict())
+    app.config["MAX_CONTENT_LENGTH"] = settings.MAX_JSON_BYTES
     app.extensions["avatar"] = Services(
         config=settings,
-        manager=MeetingManager(MeetingSettings(
-            server_max_participants=settings["MAX_PARTICIPANTS"],
-            default_max_participants=min(settings["DEFAULT_MAX_PARTICIPANTS"], settings["MAX_PARTICIPANTS"]),
-            tiers=settings["QUALITY_TIERS"], tier_hysteresis=settings["TIER_HYSTERESIS"],
-            reservation_ttl=settings["JOIN_TOKEN_TTL"], empty_room_ttl=settings["EMPTY_ROOM_TTL"],
-            outbox_limit=settings["OUTBOX_LIMIT"], rate_burst=settings["RATE_BURST"],
-            chat_rate=settings["CHAT_RATE"], chat_burst=settings["CHAT_BURST"])),
-        tokens=JoinTokens(settings["SECRET_KEY"], settings["JOIN_TOKEN_TTL"]),
+        manager=MeetingManager(MeetingSettings.of(settings)),
+        tokens=JoinTokens(settings["SECRET_KEY"], settings["JOIN_TOKEN_TTL"], settings["JOIN_TOKEN_AUDIENCE"]),
         writer=SocketWriter(settings["WS_PING_INTERVAL"]),
         reader=SocketReader(),
         hosts=HostManager(settings),
@@ -70,10 +90,13 @@ def create_app(config: dict | None = None) -> Flask:
     services = app.extensions["avatar"]
     services.rtc = RtcService(settings, services) if settings["RTC_ENABLED"] else None
     services.manager.on_close.append(services.hosts.close)
+    services.metrics = Metrics()
+    services.sampler = Sampler(services, services.metrics)
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(api.minutes_bp)
     app.register_blueprint(api.stats_bp)
+    app.register_blueprint(monitor_views.bp)
     websocket.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -89,7 +89,7 @@ def set_loss(pct: int) -> None:
 
 
 def start_server() -> subprocess.Popen:
-    env = dict(os.environ, AVATAR_BIND=f"{SERVER_IP}:{PORT}", AVATAR_SECRET_KEY="lossy-secret",
+    env = dict(os.environ, AVATAR_BIND=f"{SERVER_IP}:{PORT}", AVATAR_SECRET_KEY="lossy-secret-of-at-least-32-bytes-00",
                AVATAR_LOG_LEVEL="warning", AVATAR_HOST_ENABLED="0", AVATAR_GUNICORN_THREADS="64")
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     return subprocess.Popen(["ip", "netns", "exec", SERVER_NS, gunicorn, "-c", "gunicorn.conf.py", "run:create_app()"],
@@ -244,15 +244,17 @@ async def measure(transport: str, loss: int, seconds: float, warmup: float) -> d
         await asyncio.sleep(random.expovariate(100.0))
     await asyncio.gather(*senders)
     period = 1.0 / fps
-    periods = int(seconds / period)
     empty = total = 0
     for r in range(PARTICIPANTS):
         for s in range(PARTICIPANTS):
             if r == s:
                 continue
-            got = {int((t - start) / period) for t in meeting.arrivals[r][s] if start <= t < end}
-            empty += periods - len(got)
-            total += periods
+            # Frame periods with nothing from s, counted from the gaps between arrivals (independent of where
+            # period boundaries fall: tick-aligned arrivals all land at the same phase): a gap of k periods
+            # (rounded) means k - 1 empty ones.
+            times = [start] + sorted(t for t in meeting.arrivals[r][s] if start <= t < end) + [end]
+            empty += sum(max(0, round((b - a) / period) - 1) for a, b in zip(times, times[1:]))
+            total += int(seconds / period)
     for c in clients:
         await c.close()
     a = np.array(ages) * 1000

@@ -25,6 +25,7 @@ import numpy as np
 
 from bench.server import GunicornServer
 from bench.stats import machine
+from config import Settings
 from tests.meetings import Meeting, load_all, replay, score_minutes
 
 _LINES = {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 4}
@@ -148,7 +149,7 @@ def rules_minutes(meeting: Meeting) -> tuple[dict, float]:
     return make_minutes(record).as_json(), time.monotonic() - t0
 
 
-def candidates(meetings: list[Meeting], settings: dict) -> dict:
+def candidates(meetings: list[Meeting], settings: Settings) -> dict:
     from pipeline.llm import _plain_cpu_buffers, default_gguf, qwen_gguf
     out = {}
     for name, gguf in (("rules", None), ("smollm2-135m", default_gguf()),

@@ -34,7 +34,8 @@ class GunicornServer:
 
     def start(self, timeout: float = 30.0) -> GunicornServer:
         env = dict(os.environ, AVATAR_BIND=f"127.0.0.1:{self.port}", AVATAR_GUNICORN_THREADS=str(self.threads),
-                   AVATAR_SECRET_KEY="bench-secret", AVATAR_LOG_LEVEL="warning", **self.extra_env)
+                   AVATAR_SECRET_KEY="bench-secret-of-at-least-32-bytes-00", AVATAR_LOG_LEVEL="warning",
+                   AVATAR_PRELOAD_MODELS="0") | self.extra_env
         gunicorn = str(pathlib.Path(sys.executable).parent / "gunicorn")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([gunicorn, "-c", "gunicorn.conf.py", self.app], cwd=ROOT, env=env,

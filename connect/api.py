@@ -1,21 +1,24 @@
 """The HTTP API under /api/meeting: JSON in, JSON out, a JSON error for every bad request."""
 from __future__ import annotations
 
+import hmac
 import re
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from connect.rtc import RtcError
+from connect.tokens import JoinClaim, TokenError
 from meeting.agenda import AgendaClock, AgendaError, parse_agenda
-from meeting.errors import InvalidRequest, MeetingError, NotInRoom, RoomNotFound, UserAlreadyInRoom
+from meeting.errors import InvalidRequest, MeetingError, NotInRoom, RoomNotFound
 from meeting.room import JitsiRoom
 
 bp = Blueprint("api", __name__, url_prefix="/api/meeting")
 minutes_bp = Blueprint("minutes", __name__, url_prefix="/api/minutes")
 stats_bp = Blueprint("stats", __name__, url_prefix="/api/stats")
 STATUS = {"room_exists": 409, "room_not_found": 404, "room_full": 409, "user_already_in_room": 409,
-          "not_in_room": 404, "bad_request": 400, "bad_token": 403, "rtc_disabled": 404}
+          "not_in_room": 404, "bad_request": 400, "bad_token": 403, "rtc_disabled": 404,
+          "unauthorized": 401, "draining": 503}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LANGUAGES = ("en", "zh")
 
@@ -26,6 +29,30 @@ class BadToken(MeetingError):
 
 class RtcDisabled(MeetingError):
     code = "rtc_disabled"
+
+
+class Unauthorized(MeetingError):
+    code = "unauthorized"
+
+
+class Draining(MeetingError):
+    code = "draining"
+
+
+def _not_draining() -> None:
+    if _services().draining:
+        raise Draining("the server is restarting: try again in a moment")
+
+
+def _require_api_key() -> None:
+    """With CREATE_API_KEY set, creating a room needs it: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    key = _services().config["CREATE_API_KEY"]
+    if not key:
+        return
+    auth = request.headers.get("Authorization", "")
+    given = auth[7:] if auth[:7].lower() == "bearer " else request.headers.get("X-API-Key", "")
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise Unauthorized("creating a room needs the API key (Authorization: Bearer <key>)")
 
 
 def _services():
@@ -68,6 +95,8 @@ def meeting_error(exc: MeetingError):
 
 @bp.post("/create")
 def create():
+    _require_api_key()
+    _not_draining()
     body = _body()
     svc = _services()
     language = _field(body, "language", str, False) or svc.config["LANGUAGE"]
@@ -91,6 +120,7 @@ def create():
 
 @bp.post("/join")
 def join():
+    _not_draining()
     body = _body()
     svc = _services()
     room_id, user_id = _field(body, "room_id", str), _field(body, "user_id", str)
@@ -98,7 +128,7 @@ def join():
     room, member = svc.manager.join(room_id, user_id, name)
     rtc = {"url": f"/api/meeting/{room.room_id}/rtc", "ice_servers": svc.rtc.ice} if svc.rtc else None
     return jsonify(success=True, room_id=room.room_id, user_id=member.user_id, display_name=member.display_name,
-                   slot=member.slot, token=svc.tokens.issue(room.room_id, member.user_id, member.nonce),
+                   slot=member.slot, token=svc.tokens.issue(room.room_id, member.user_id, member.nonce, member.display_name),
                    ws_url=f"/ws/meeting/{room.room_id}", rtc=rtc, expires_in=svc.tokens.ttl, tier=_tier(room),
                    jitsi=svc.jitsi(room.room_id))
 
@@ -108,21 +138,14 @@ def rtc_offer(room_id: str):
     """WebRTC signalling: the browser's offer (with its data channels) for a joined participant → the answer."""
     body = _body()
     svc = _services()
+    _not_draining()
     token, sdp, kind = _field(body, "token", str), _field(body, "sdp", str), _field(body, "type", str)
     if kind != "offer":
         raise InvalidRequest("type must be offer")
     if svc.rtc is None:
         raise RtcDisabled("WebRTC is turned off on this server (AVATAR_RTC_ENABLED): use the WebSocket")
-    claim = svc.tokens.verify(token)
-    if claim is None:
-        raise BadToken("missing, forged or expired join token")
-    if claim.room_id != room_id:
-        raise BadToken("the join token is for another room")
-    member = svc.manager.get_room(room_id).get(claim.user_id)
-    if member is None or member.nonce != claim.nonce:
-        raise BadToken("the join token's reservation is gone: join again")
-    if member.connected:
-        raise UserAlreadyInRoom(f"user {claim.user_id!r} already has a channel open in room {room_id!r}")
+    claim = _claim(token, room_id)
+    svc.manager.place(room_id, claim.user_id, claim.jti, claim.display_name)   # JOIN on the channel spends it
     try:
         return jsonify(svc.rtc.answer(room_id, sdp))
     except RtcError as exc:
@@ -136,10 +159,10 @@ def leave():
     room_id, user_id, token = _field(body, "room_id", str), _field(body, "user_id", str), _field(body, "token", str)
     room = svc.manager.get_room(room_id)
     member = room.get(user_id)
-    claim = svc.tokens.verify(token, max_age=None)
+    claim = _claim(token, room_id, check_expiry=False, unspent=False)    # a participant's own token, however old
     if member is None:
         raise NotInRoom(f"user {user_id!r} is not in room {room_id!r}")
-    if claim is None or (claim.room_id, claim.user_id, claim.nonce) != (room_id, user_id, member.nonce):
+    if claim.user_id != user_id or claim.jti not in member.jtis | {member.nonce}:
         raise BadToken("the token is not this participant's join token")
     channel = member.channel
     svc.manager.leave(room_id, user_id)
@@ -214,6 +237,13 @@ def kept_minutes():
          "participants": len(m.participants), "decisions": len(m.notes.decisions),
          "action_items": len(m.notes.action_items), "url": f"/api/meeting/{m.room_id}/minutes"}
         for m in _services().hosts.store.all()])
+
+
+def _claim(token: str, room_id: str, **kw) -> JoinClaim:
+    try:
+        return _services().tokens.verify(token, room_id, **kw)
+    except TokenError as exc:
+        raise BadToken(exc.message) from None
 
 
 def _minutes(room_id: str):

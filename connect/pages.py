@@ -29,7 +29,3 @@ def meeting(room_id: str):
         return render_template("index.html", page=_page(error=exc.message)), 400
     return render_template("meeting.html", page=_page(room_id=room_id))
 
-
-@bp.get("/healthz")
-def healthz():
-    return {"ok": True}

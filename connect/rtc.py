@@ -26,13 +26,13 @@ on shutdown.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
 import zlib
 from dataclasses import dataclass
 
+from config import Settings
 from connect.session import MeetingSession
 from wire import protocol as p
 
@@ -52,17 +52,6 @@ class RtcError(Exception):
     def __init__(self, code: str, message: str, status: int = 400):
         super().__init__(message)
         self.code, self.message, self.status = code, message, status
-
-
-def ice_servers(spec: str) -> list[dict]:
-    """RTC_ICE_SERVERS: a JSON list like the browser's `iceServers` ([] : host candidates only)."""
-    try:
-        servers = json.loads(spec or "[]")
-        if not isinstance(servers, list) or not all(isinstance(s, dict) and s.get("urls") for s in servers):
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"RTC_ICE_SERVERS must be a JSON list of {{urls, username?, credential?}}: {spec!r}") from None
-    return servers
 
 
 def bundles(messages: list[bytes], limit: int) -> list[bytes]:
@@ -89,6 +78,7 @@ class RtcStats:
 class RtcChannel:
     """A participant's data channel over WebRTC (meeting.participant.DataChannel). Any thread may call it; the
     work happens on the loop."""
+    transport = "webrtc"
 
     def __init__(self, peer: RtcPeer):
         self.peer, self.outbox = peer, None
@@ -161,7 +151,7 @@ class RtcPeer:
     def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed") and not self.closing:
             log.info("room %s: WebRTC connection %s", self.room_id, self.pc.connectionState)
-            self.service.loop.create_task(self._end())
+            self.service.loop.create_task(self._end(resumable=self.pc.connectionState == "failed"))
 
     # --- in -----------------------------------------------------------------------------------
 
@@ -245,7 +235,7 @@ class RtcPeer:
                 self.service.stats.messages_out += 1
         except Exception as exc:                     # the transport went away under us
             log.info("room %s: WebRTC send failed: %s", self.room_id, exc)
-            self.service.loop.create_task(self._end())
+            self.service.loop.create_task(self._end(resumable=True))
 
     # --- the end ------------------------------------------------------------------------------
 
@@ -254,6 +244,7 @@ class RtcPeer:
         if self.closing:
             return
         self.closing = True
+        self.session.traffic.add(f"close.{code}")
         if code not in (C.NORMAL, C.GOING_AWAY):
             log.info("room %s: WebRTC channel closed %d (%s)", self.room_id, code, reason)
         try:
@@ -263,15 +254,16 @@ class RtcPeer:
             pass
         self.service.loop.call_later(BYE_GRACE, lambda: self.service.loop.create_task(self._end()))
 
-    async def _end(self) -> None:
-        """Free everything: the participant leaves the room, the connection closes. Runs once."""
+    async def _end(self, resumable: bool = False) -> None:
+        """Free everything: the participant leaves the room (or, `resumable`, keeps its place for a resume: the
+        connection failed, nobody closed it), the connection closes. Runs once."""
         if self.service.peers.pop(id(self), None) is None:
             return
         self.closing = True
         for timer in self._timers + [self._flush_handle]:
             if timer is not None:
                 timer.cancel()
-        self.session.leave()
+        self.session.leave(resumable)
         await self.pc.close()
         self.service.stats.peers = len(self.service.peers)
 
@@ -279,9 +271,9 @@ class RtcPeer:
 class RtcService:
     """The process's WebRTC side: one asyncio loop thread and every peer connection on it."""
 
-    def __init__(self, settings: dict, services):
+    def __init__(self, settings: Settings, services):
         self.settings, self.services = settings, services
-        self.ice = ice_servers(settings["RTC_ICE_SERVERS"])
+        self.ice = settings.ice_servers
         self.flush_delay = settings["RTC_FLUSH_MS"] / 1000.0
         self.tick_hold = settings["RTC_TICK_HOLD_MS"] / 1000.0
         self.tick_lead = settings["RTC_TICK_LEAD_MS"] / 1000.0

@@ -3,7 +3,10 @@ CHAT and AUDIO until the channel ends. A transport hands it each message and giv
 (`conn.close(code, reason)`) and the participant's channel (`conn.channel`, a meeting.participant.DataChannel)."""
 from __future__ import annotations
 
-from meeting.errors import NotInRoom, RoomNotFound, UserAlreadyInRoom
+import secrets
+
+from connect.tokens import TokenError
+from meeting.errors import MeetingError, NotInRoom, RoomFull, RoomNotFound, UserAlreadyInRoom
 from meeting.participant import Participant
 from meeting.room import JitsiRoom
 from wire import protocol as p
@@ -23,6 +26,7 @@ class MeetingSession:
 
     def __init__(self, conn, room_id: str, services):
         self.conn, self.room_id, self.services = conn, room_id, services
+        self.traffic = services.manager.traffic
         self.room: JitsiRoom | None = None
         self.member: Participant | None = None
         self.bad = 0
@@ -43,20 +47,30 @@ class MeetingSession:
             raise SessionEnd(exc.close_code or C.NOT_JOINED, f"the first message must be JOIN: {exc.message}") from None
         if not isinstance(msg, p.Join):
             raise SessionEnd(C.NOT_JOINED, "the first message must be JOIN")
-        claim = self.services.tokens.verify(msg.token)
-        if claim is None:
-            raise SessionEnd(C.BAD_TOKEN, "missing, forged or expired join token")
+        if self.services.draining:
+            raise SessionEnd(C.RESTARTING, "server restarting: join again")
+        tokens = self.services.tokens
         try:
-            self.room = self.services.manager.get_room(self.room_id)
-            if claim.room_id != self.room_id:
-                raise SessionEnd(C.BAD_TOKEN, "the join token is for another room")
-            self.member = self.room.attach(claim.user_id, claim.nonce, self.conn.channel)
+            self.services.manager.get_room(self.room_id)          # 4004 before any judgement of the token
+            claim = tokens.verify(msg.token, self.room_id)
+            self.room, member = self.services.manager.place(self.room_id, claim.user_id, claim.jti, claim.display_name)
+            tokens.spend(claim)
+            nonce = secrets.token_urlsafe(12)        # the next resume token's id
+            resume = tokens.issue(self.room_id, claim.user_id, nonce, member.display_name,
+                                  ttl=self.services.config.RESUME_TOKEN_TTL)
+            self.member = self.room.attach(claim.user_id, claim.jti, self.conn.channel, resume, nonce)
+        except TokenError as exc:
+            raise SessionEnd(C.BAD_TOKEN, exc.message) from None
         except RoomNotFound:
             raise SessionEnd(C.ROOM_NOT_FOUND, "the room does not exist") from None
         except NotInRoom:
             raise SessionEnd(C.BAD_TOKEN, "the join token's reservation is gone: join again") from None
-        except UserAlreadyInRoom:
-            raise SessionEnd(C.DUPLICATE, "this user already has a channel open in the room") from None
+        except UserAlreadyInRoom as exc:
+            raise SessionEnd(C.DUPLICATE, exc.message) from None
+        except RoomFull as exc:
+            raise SessionEnd(C.ROOM_FULL, exc.message) from None
+        except MeetingError as exc:
+            raise SessionEnd(C.BAD_TOKEN, exc.message) from None
 
     def _serve(self, data: bytes) -> None:
         room, member = self.room, self.member
@@ -66,26 +80,36 @@ class MeetingSession:
             if exc.close_code:
                 raise SessionEnd(exc.close_code, exc.message) from None
             self.bad += 1
+            self.traffic.add("drop.bad_message")
             if self.bad >= self.services.config["MAX_BAD_MESSAGES"]:
                 raise SessionEnd(C.BAD_MESSAGES, f"{self.bad} invalid messages in a row") from None
             member.send(p.encode(p.Error(exc.code, exc.message)))
             return
         self.bad = 0
         if isinstance(msg, p.Pose):
+            self.traffic.add("in.pose")
+            self.traffic.add("in.pose_bytes", len(msg.data))
             room.relay_pose(member, msg.data)
         elif isinstance(msg, p.Audio):
+            self.traffic.add("in.audio")
             room.hear_audio(member, msg)
         elif isinstance(msg, p.AudioStop):
             room.hear_audio_end(member)
         elif isinstance(msg, p.Chat):
+            self.traffic.add("in.chat")
             if room.post_chat(member, msg.text) is None:
                 member.send(p.encode(p.Error("rate_limited", "too many chat messages: slow down")))
         else:
             member.send(p.encode(p.Error("not_allowed", "already joined")))
 
-    def leave(self) -> None:
-        if self.member is not None and self.room is not None:
-            try:
-                self.room.remove(self.member.user_id, only=self.member)
-            except NotInRoom:
-                pass                                   # already removed (the HTTP leave), or it rejoined since
+    def leave(self, resumable: bool = False) -> None:
+        """The channel ended. `resumable`: it dropped without a close (the network, not the person), so the place
+        is kept for RESUME_GRACE seconds for a JOIN with the resume token."""
+        if self.member is None or self.room is None or self.member.channel is not self.conn.channel:
+            return                                     # not ours any more: left, or resumed on another channel
+        if resumable and self.room.detach(self.member):
+            return
+        try:
+            self.room.remove(self.member.user_id, only=self.member)
+        except NotInRoom:
+            pass                                   # already removed (the HTTP leave), or it resumed or rejoined since

@@ -40,6 +40,7 @@ class Connection:
         self.session = MeetingSession(self, room_id, services)
         self.finished = threading.Event()          # the reader is done with the socket
         self.done_reading = False
+        self.peer_closed = False                   # the client said goodbye (a close frame)
 
     def on_frame(self, opcode: int, payload: bytes) -> None:
         if self.channel.close_request is not None:     # closing: only the peer's Close matters now
@@ -55,12 +56,15 @@ class Connection:
         elif opcode == OP_PONG:
             self.channel.pong_received = True
         elif opcode == OP_CLOSE:                    # (the parser has checked its code and reason)
+            self.peer_closed = True
             self.close(int.from_bytes(payload[:2], "big") if payload else C.NORMAL, "bye")
             self.done_reading = True                # the peer's Close answered by ours: the handshake is done
 
     def close(self, code: int, reason: str) -> None:
         """Send a close frame after what is queued and stop writing; reading goes on (data is dropped) until
         the peer's Close or EOF, or `abort()` after the close timeout. Safe from any thread."""
+        if self.channel.close_request is None:
+            self.session.traffic.add(f"close.{code}")
         self.channel.close(code, reason)
         if code not in (C.NORMAL, C.GOING_AWAY):
             log.info("room %s: socket closed %d (%s)", self.session.room_id, code, reason)
@@ -77,7 +81,10 @@ class Connection:
             pass
 
     def end(self) -> None:
-        self.session.leave()
+        """The socket is done. Without a close from either side (or after a ping went unanswered) the network
+        dropped it, not the person: the session keeps the place for a resume."""
+        request = self.channel.close_request
+        self.session.leave(resumable=not self.peer_closed and (request is None or request[0] == 1008))
         self.channel.release()
 
 

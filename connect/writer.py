@@ -98,6 +98,7 @@ class SocketWriter(SelectorThread):
 class WebSocketChannel:
     """A participant's data channel over a WebSocket (implements meeting.participant.DataChannel). Only the
     writer thread writes to the socket: data, control frames, and the close frame that ends it."""
+    transport = "websocket"
 
     def __init__(self, sock: socket.socket, writer: SocketWriter, send_buffer: int = 0):
         self.sock, self.writer = sock, writer

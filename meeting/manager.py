@@ -8,10 +8,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+from config import DEFAULTS, Settings
 from meeting.errors import InvalidRequest, RoomExists, RoomNotFound
 from meeting.participant import Participant
 from meeting.quality import QualityPolicy
 from meeting.room import JitsiRoom, RoomLimits
+from meeting.traffic import Traffic
 
 log = logging.getLogger(__name__)
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -19,12 +21,19 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @dataclass(frozen=True)
 class MeetingSettings(RoomLimits):
-    server_max_participants: int = 16
-    default_max_participants: int = 16
-    tiers: str = "4:30:8,9:20:7,16:10:6"
-    tier_hysteresis: int = 1
-    reservation_ttl: float = 60.0        # seconds a join may wait for its data channel
-    empty_room_ttl: float = 300.0        # seconds an empty room lives on before it closes
+    server_max_participants: int = DEFAULTS.MAX_PARTICIPANTS
+    default_max_participants: int = DEFAULTS.DEFAULT_MAX_PARTICIPANTS
+    tiers: str = DEFAULTS.QUALITY_TIERS
+    tier_hysteresis: int = DEFAULTS.TIER_HYSTERESIS
+    reservation_ttl: float = DEFAULTS.JOIN_TOKEN_TTL     # seconds a join may wait for its data channel
+    empty_room_ttl: float = DEFAULTS.EMPTY_ROOM_TTL      # seconds an empty room lives on before it closes
+
+    @classmethod
+    def of(cls, s: Settings) -> MeetingSettings:
+        return cls(server_max_participants=s.MAX_PARTICIPANTS,
+                   default_max_participants=min(s.DEFAULT_MAX_PARTICIPANTS, s.MAX_PARTICIPANTS),
+                   tiers=s.QUALITY_TIERS, tier_hysteresis=s.TIER_HYSTERESIS, reservation_ttl=s.JOIN_TOKEN_TTL,
+                   empty_room_ttl=s.EMPTY_ROOM_TTL, **RoomLimits.of(s))
 
 
 class MeetingManager:
@@ -35,6 +44,7 @@ class MeetingManager:
         self._rooms: dict[str, JitsiRoom] = {}
         self._lock = threading.Lock()
         self.on_close: list = []             # callables(room_id) told when a room closes
+        self.traffic = Traffic()             # what every room of this manager carried (monitor.metrics reads it)
 
     def create_room(self, created_by: str, room_id: str | None = None,
                     max_participants: int | None = None) -> JitsiRoom:
@@ -51,7 +61,8 @@ class MeetingManager:
             closed = self._sweep_locked()
             taken = room_id in self._rooms
             if not taken:
-                room = self._rooms[room_id] = JitsiRoom(room_id, size, self.policy, created_by, s, self.clock)
+                room = self._rooms[room_id] = JitsiRoom(room_id, size, self.policy, created_by, s, self.clock,
+                                                                  self.traffic)
         self._closed(closed)
         if taken:
             raise RoomExists(f"room {room_id!r} already exists")
@@ -64,11 +75,19 @@ class MeetingManager:
             raise RoomNotFound(f"room {room_id!r} does not exist")
         return room
 
-    def join(self, room_id: str, user_id: str, display_name: str | None = None) -> tuple[JitsiRoom, Participant]:
+    def join(self, room_id: str, user_id: str, display_name: str | None = None,
+             nonce: str | None = None) -> tuple[JitsiRoom, Participant]:
         check_id("user_id", user_id)
         room = self.get_room(room_id)
         room.expire_reservations(self.settings.reservation_ttl)
-        return room, room.reserve(user_id, display_name or user_id)
+        return room, room.reserve(user_id, display_name or user_id, nonce=nonce)
+
+    def place(self, room_id: str, user_id: str, nonce: str, display_name: str | None = None) -> tuple[JitsiRoom, Participant]:
+        """The reservation a join token stands for, made now if there is none (see JitsiRoom.place_for)."""
+        check_id("user_id", user_id)
+        room = self.get_room(room_id)
+        room.expire_reservations(self.settings.reservation_ttl)
+        return room, room.place_for(user_id, nonce, display_name)
 
     def leave(self, room_id: str, user_id: str) -> Participant:
         room = self.get_room(room_id)

@@ -17,7 +17,8 @@ class Outbox:
         self._ordered: deque[bytes] = deque()
         self._poses: dict[int, list] = {}          # sender slot -> [unsent key frame or None, latest frame]
         self._empty = True
-        self.dropped_poses = 0
+        self.dropped_poses = 0                     # pose frames replaced by a newer one before they left
+        self.sent = 0                              # messages handed to the transport
         self.overflowed = False
 
     def put_pose(self, sender: int, frame: bytes, key: bool) -> bool:
@@ -64,6 +65,16 @@ class Outbox:
                         out.append(latest)
                 self._poses.clear()
             self._empty = not self._ordered and not self._poses
+            self.sent += len(out)
+            return out
+
+    def take_ordered(self) -> list[bytes]:
+        """Take the ordered messages out (to send them after others), and forget an overflow."""
+        with self._lock:
+            out = list(self._ordered)
+            self._ordered.clear()
+            self.overflowed = False
+            self._empty = not self._poses
             return out
 
     @property

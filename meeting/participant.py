@@ -10,9 +10,10 @@ from meeting.outbox import Outbox
 
 class DataChannel(Protocol):
     """What a transport gives a participant: a way to be told the outbox has something, and a way out."""
+    transport: str                      # its name in monitoring: "websocket", "webrtc", "host"
 
-    def bind(self, outbox: Outbox) -> None:
-        """The participant's outbox, which the transport drains from now on."""
+    def bind(self, outbox: Outbox | None) -> None:
+        """The participant's outbox, which the transport drains from now on (None: nothing any more)."""
 
     def notify(self) -> None:
         """The outbox went from empty to non-empty: drain it soon, on the transport's own thread."""
@@ -56,10 +57,16 @@ class Participant:
     chat_limiter: RateLimiter | None = None
     last_key: bytes | None = None       # this participant's latest key frame and delta, for late joiners
     last_delta: bytes | None = None
+    away_since: float | None = None     # its channel dropped without a close: its place is kept for a while
+    jtis: set[str] = field(default_factory=set)    # the ids of every token it joined or resumed with
 
     @property
     def connected(self) -> bool:
         return self.channel is not None
+
+    @property
+    def away(self) -> bool:
+        return self.away_since is not None
 
     def send(self, message: bytes) -> None:
         """Queue an ordered message; close the channel if the receiver has fallen too far behind."""

@@ -8,10 +8,12 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from config import DEFAULTS, Settings
 from meeting.agenda import AgendaClock
 from meeting.errors import NotInRoom, RoomFull, UserAlreadyInRoom
 from meeting.participant import DataChannel, Participant, RateLimiter
 from meeting.quality import QualityPolicy, QualityTier
+from meeting.traffic import Traffic
 from wire import posedata
 from wire import protocol as p
 
@@ -33,10 +35,17 @@ MAX_ATTENDANCE = 1000                  # stays remembered per room (the oldest a
 
 @dataclass(frozen=True)
 class RoomLimits:
-    outbox_limit: int = 512              # ordered messages queued for a receiver before it is closed
-    rate_burst: float = 3.0              # pose frames above the tier's rate a sender may burst
-    chat_rate: float = 5.0               # chat messages a second per participant …
-    chat_burst: float = 20.0             # … and in a burst
+    """A room's limits; the defaults are the settings' (config.Settings, where each is documented)."""
+    outbox_limit: int = DEFAULTS.OUTBOX_LIMIT
+    rate_burst: float = DEFAULTS.RATE_BURST
+    chat_rate: float = DEFAULTS.CHAT_RATE
+    chat_burst: float = DEFAULTS.CHAT_BURST
+    resume_grace: float = DEFAULTS.RESUME_GRACE
+
+    @classmethod
+    def of(cls, s: Settings) -> dict:
+        return {"outbox_limit": s.OUTBOX_LIMIT, "rate_burst": s.RATE_BURST, "chat_rate": s.CHAT_RATE,
+                "chat_burst": s.CHAT_BURST, "resume_grace": s.RESUME_GRACE}
 
 
 class RoomListener(Protocol):
@@ -57,9 +66,10 @@ class JitsiRoom:
     its data channel attaches; only connected participants count for the tier and receive frames."""
 
     def __init__(self, room_id: str, max_participants: int, policy: QualityPolicy, created_by: str,
-                 limits: RoomLimits | None = None, clock=time.monotonic):
+                 limits: RoomLimits | None = None, clock=time.monotonic, traffic: Traffic | None = None):
         self.room_id, self.max_participants, self.created_by = room_id, max_participants, created_by
         self.policy, self.clock = policy, clock
+        self.traffic = traffic or Traffic()
         self.limits = limits or RoomLimits()
         self.created_at = time.time()
         self.emptied_at: float | None = clock()
@@ -74,7 +84,7 @@ class JitsiRoom:
 
     # --- membership ---------------------------------------------------------------------------
 
-    def reserve(self, user_id: str, display_name: str, is_host: bool = False) -> Participant:
+    def reserve(self, user_id: str, display_name: str, is_host: bool = False, nonce: str | None = None) -> Participant:
         with self._lock:
             if user_id in self._members:
                 raise UserAlreadyInRoom(f"user {user_id!r} is already in room {self.room_id!r}")
@@ -82,7 +92,7 @@ class JitsiRoom:
                 raise RoomFull(f"room {self.room_id!r} is full ({self.max_participants} participants)")
             used = {m.slot for m in self._members.values()}
             slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)
-            member = Participant(user_id, display_name, slot, secrets.token_urlsafe(8), self.clock(), is_host)
+            member = Participant(user_id, display_name, slot, nonce or secrets.token_urlsafe(12), self.clock(), is_host)
             member.outbox.max_ordered = self.limits.outbox_limit
             member.chat_limiter = RateLimiter(self.limits.chat_rate, self.limits.chat_burst, self.clock)
             self._members[user_id] = member
@@ -90,35 +100,114 @@ class JitsiRoom:
                 self.emptied_at = None
             return member
 
-    def attach(self, user_id: str, nonce: str, channel: DataChannel) -> Participant:
-        """Connect a reserved participant's data channel; greet it and tell the others."""
+    def place_for(self, user_id: str, nonce: str, display_name: str | None = None) -> Participant:
+        """The reservation a join token stands for: the one made with `nonce`, or a new one when the user has
+        none (a token minted by an application's backend, or one whose reservation lapsed)."""
+        with self._lock:
+            member = self._members.get(user_id)
+            if member is None:
+                return self.reserve(user_id, display_name or user_id, nonce=nonce)
+            if member.nonce != nonce:
+                if member.connected:
+                    raise UserAlreadyInRoom(f"user {user_id!r} already has a channel open in room {self.room_id!r}")
+                raise UserAlreadyInRoom(f"user {user_id!r} has joined room {self.room_id!r} with another token")
+            if member.connected:                    # its resume token on a new channel: the old one is dead
+                old = member.channel                # (a half-open connection the server has not noticed yet)
+                if not self.detach(member):
+                    raise UserAlreadyInRoom(f"user {user_id!r} already has a channel open in room {self.room_id!r}")
+                old.close(p.CloseCode.DUPLICATE, "resumed on another connection")
+            return member
+
+    def attach(self, user_id: str, nonce: str, channel: DataChannel, resume: str = "",
+               next_nonce: str | None = None) -> Participant:
+        """Connect a reserved participant's data channel; greet it and tell the others. `resume` is the token it
+        may come back with after a dropped connection (in its WELCOME), standing for `next_nonce`."""
         with self._lock:
             member = self._members.get(user_id)
             if member is None or member.nonce != nonce:
                 raise NotInRoom(f"no reservation for {user_id!r} in room {self.room_id!r}")
             if member.connected:
                 raise UserAlreadyInRoom(f"user {user_id!r} already has a channel open")
+            member.jtis.add(nonce)
+            if next_nonce is not None:
+                member.nonce = next_nonce
+                member.jtis.add(next_nonce)
+            if member.away:
+                return self._resume(member, channel, resume)
             channel.bind(member.outbox)
             member.channel = channel
             member.limiter = RateLimiter(self.tier.fps, self.limits.rate_burst, self.clock)
             others = self._connected
             self._connected = others + (member,)
-            member.send(p.encode(p.Welcome(member.slot, self.room_id)))
+            member.send(p.encode(p.Welcome(member.slot, self.room_id, resume)))
             joined = p.encode(p.PresenceMsg(p.Presence.JOINED, (self._member_info(member),)))
             for other in others:
                 other.send(joined)
             self._retier(force_to=member)
             self._record_stay(member)
-            member.send(p.encode(p.PresenceMsg(p.Presence.SNAPSHOT, self.members())))
-            for other in others:                  # late joiners draw everyone's face at once
-                if other.last_key is not None:
-                    member.send_pose(other.slot, other.last_key, True)
-                if other.last_delta is not None:
-                    member.send_pose(other.slot, other.last_delta, False)
+            self._catch_up(member)
         log.info("room %s: %s connected (slot %d, %d connected)", self.room_id, user_id, member.slot,
                  len(self._connected))
         self._members_changed()
         return member
+
+    def _catch_up(self, member: Participant) -> None:
+        """Who is here and everyone's latest face, for a participant that just (re)connected."""
+        member.send(p.encode(p.PresenceMsg(p.Presence.SNAPSHOT, self.members())))
+        for other in self._connected:
+            if other is member:
+                continue
+            if other.last_key is not None:
+                member.send_pose(other.slot, other.last_key, True)
+            if other.last_delta is not None:
+                member.send_pose(other.slot, other.last_delta, False)
+
+    def _resume(self, member: Participant, channel: DataChannel, resume: str) -> Participant:
+        """Back on a new channel after a drop (under the lock): the others saw nothing; it gets its WELCOME, the
+        tier, the snapshot, everyone's latest pose, then the chat it missed (not stale audio)."""
+        missed = [m for m in member.outbox.take_ordered() if len(m) > 2 and m[2] == p.MsgType.CHAT]
+        member.away_since = None
+        channel.bind(member.outbox)
+        member.channel = channel
+        member.send(p.encode(p.Welcome(member.slot, self.room_id, resume)))
+        tier = self.tier
+        member.send(p.encode(p.Tier(tier.index, tier.fps, tier.bits, len(self._connected))))
+        self._catch_up(member)
+        for message in missed:
+            member.send(message)
+        channel.notify()                # what was queued while it was away woke nobody: the outbox was not empty
+        log.info("room %s: %s resumed (slot %d)", self.room_id, member.user_id, member.slot)
+        return member
+
+    def detach(self, member: Participant) -> bool:
+        """Its channel dropped without a close: keep its place and slot (the others see nothing) for the resume
+        grace, until it resumes or `expire_away` ends it. False when there is no grace or it is not here."""
+        grace = self.limits.resume_grace
+        with self._lock:
+            if grace <= 0 or self._members.get(member.user_id) is not member or member not in self._connected \
+                    or member.away:
+                return False
+            member.channel.bind(None)           # the outbox waits for the channel it resumes on, not this one
+            member.channel = None
+            member.away_since = self.clock()
+        log.info("room %s: %s dropped, its place is kept for %.0f s", self.room_id, member.user_id, grace)
+        self.hear_audio_end(member)
+        timer = threading.Timer(grace + 0.05, self.expire_away, (member, grace))
+        timer.daemon = True
+        timer.start()
+        return True
+
+    def expire_away(self, member: Participant, grace: float) -> bool:
+        """End a dropped participant's stay once `grace` seconds passed without a resume (the others see it leave)."""
+        with self._lock:
+            since = member.away_since
+            if since is None or self._members.get(member.user_id) is not member or self.clock() - since < grace:
+                return False
+        try:
+            self.remove(member.user_id, only=member)
+        except NotInRoom:
+            return False
+        return True
 
     def remove(self, user_id: str, only: Participant | None = None) -> Participant:
         """Take a participant out; with `only`, just that one (not a newer reservation of the same user id)."""
@@ -127,6 +216,8 @@ class JitsiRoom:
             if member is None or (only is not None and member is not only):
                 raise NotInRoom(f"user {user_id!r} is not in room {self.room_id!r}")
             del self._members[user_id]
+            self.traffic.add("out.messages", member.outbox.sent)        # live outboxes are counted where they are
+            self.traffic.add("drop.stale_pose", member.outbox.dropped_poses)
             was_connected = member in self._connected
             if was_connected:
                 self._connected = tuple(m for m in self._connected if m is not member)
@@ -134,7 +225,7 @@ class JitsiRoom:
                 for other in self._connected:
                     other.send(left)
                 self._retier()
-            member.channel = None
+            member.channel, member.away_since = None, None
             if was_connected:
                 self._end_stay(member)
             if not self.humans:
@@ -191,7 +282,8 @@ class JitsiRoom:
         """Drop reservations whose data channel never attached within `ttl` seconds."""
         now = self.clock()
         with self._lock:
-            stale = [m.user_id for m in self._members.values() if not m.connected and now - m.reserved_at > ttl]
+            stale = [m.user_id for m in self._members.values()
+                     if not m.connected and not m.away and now - m.reserved_at > ttl]
         for user_id in stale:
             try:
                 self.remove(user_id)
@@ -245,6 +337,7 @@ class JitsiRoom:
         """Send a validated pose payload to every other connected participant. Frames above the tier's
         rate are dropped (False), not queued. Runs on the thread that read the frame and never touches a socket."""
         if sender.limiter is not None and not sender.limiter.allow():
+            self.traffic.add("drop.pose_rate")
             return False
         key = bool(payload[0] & posedata.KEY_FLAG)
         frame = p.relay_pose(payload, sender.slot)
@@ -266,6 +359,7 @@ class JitsiRoom:
     def post_chat(self, sender: Participant, text: str) -> p.Chat | None:
         """Chat to everyone else; None (nothing sent) when the sender is over its chat rate."""
         if sender.chat_limiter is not None and not sender.chat_limiter.allow():
+            self.traffic.add("drop.chat_rate")
             return None
         chat = p.Chat(text, sender.slot, int(time.time() * 1000))
         self.broadcast(sender, p.encode(chat))

@@ -66,8 +66,8 @@ def asr_key(language: str) -> str:
 def whisper_dir(language: str, settings: Mapping[str, Any]) -> pathlib.Path:
     """The model directory for `language`: the configured one, or the bundled default."""
     if is_english(language):
-        return pathlib.Path(settings["ASR_MODEL_EN"]).expanduser() if settings.get("ASR_MODEL_EN") else tiny_en_dir()
-    if settings.get("ASR_MODEL_MULTI"):
+        return pathlib.Path(settings["ASR_MODEL_EN"]).expanduser() if settings["ASR_MODEL_EN"] else tiny_en_dir()
+    if settings["ASR_MODEL_MULTI"]:
         return pathlib.Path(settings["ASR_MODEL_MULTI"]).expanduser()
     return joined_base_dir(settings["MODEL_CACHE_DIR"])
 

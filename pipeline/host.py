@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 class HostChannel:
     """The host's data channel: it needs nobody's frames, so whatever is queued for it is dropped."""
+    transport = "host"
 
     def __init__(self, host: AIHost):
         self.host, self.outbox = host, None
@@ -67,6 +68,8 @@ class AIHost:
         self.voice: HostVoice | None = None
         self.state = ("idle", "")
         self.turns: list[TurnTimes] = []           # the latest turns' per-stage times, newest last
+        self.turn_count = 0                        # turns answered since the start (monitor.metrics reads these)
+        self.failures = 0                          # answers and transcriptions that ended in an error
         self._reply: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._agenda_next = 0
@@ -174,6 +177,7 @@ class AIHost:
         detected = time.monotonic()
         result = await self.speech.transcribe(utterance)
         if isinstance(result, ErrorFrame):
+            self.failures += 1
             self._status("error", result.message)
             return
         if isinstance(result, TranscriptFrame) and result.text:
@@ -216,12 +220,14 @@ class AIHost:
             keep = facts.Grounding(state) if about else None
             reply = await self.speech.answer(self._messages(request, state if about else None), self.voice, turn, keep)
         if isinstance(reply, ErrorFrame):
+            self.failures += 1
             self._post(reply.message)
             self._status("error", reply.message)
             return
         if reply:
             self._post(reply)
         self.turns = (self.turns + [turn])[-20:]
+        self.turn_count += 1
 
     def meeting_state(self) -> facts.MeetingState:
         """The meeting as it stands: the room's state, and the notes so far from what people said."""

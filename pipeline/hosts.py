@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
 from dataclasses import dataclass
 
+from config import Settings
 from meeting.room import JitsiRoom
 from pipeline.host import AIHost
 from pipeline.llm import LLMStage, make_llm
 from pipeline.minutes import Minutes, llm_summary, make_minutes, meeting_record
 from pipeline.runtime import HostRuntime
+from pipeline.speech import HostSpeech
 from pipeline.transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -77,12 +80,13 @@ class MinutesStore:
 
 
 class HostManager:
-    def __init__(self, settings: dict):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.runtime = HostRuntime(settings)
-        self.store = MinutesStore(settings.get("MINUTES_TTL", 86400.0))
+        self.store = MinutesStore(settings["MINUTES_TTL"])
         self._records: dict[str, RoomRecord] = {}
         self._lock = threading.Lock()
+        self._preload: concurrent.futures.Future | None = None
 
     def open(self, room: JitsiRoom, with_host: bool) -> RoomRecord:
         transcript = Transcript()
@@ -95,6 +99,27 @@ class HostManager:
         with self._lock:
             self._records[room.room_id] = record
         return record
+
+    def preload(self) -> None:
+        """Load the host's models for the default language in the background (once), so that readiness can
+        wait for them instead of the first room."""
+        if self._preload is None and self.settings.HOST_ENABLED:
+            speech = HostSpeech(self.runtime, self.settings.LANGUAGE)
+            self._preload = self.runtime.submit(speech.load(lambda what: None))
+
+    def models_state(self) -> str:
+        """"off" (no AI host), "loading", "loaded" or "failed: …"; asking starts the loading."""
+        if not self.settings.HOST_ENABLED:
+            return "off"
+        self.preload()
+        if not self._preload.done():
+            return "loading"
+        exc = self._preload.exception()
+        return "loaded" if exc is None else f"failed: {type(exc).__name__}: {exc}"
+
+    def records(self) -> list[RoomRecord]:
+        with self._lock:
+            return list(self._records.values())
 
     def record(self, room_id: str) -> RoomRecord | None:
         return self._records.get(room_id)
@@ -114,7 +139,7 @@ class HostManager:
         host_id, host_name = self.settings["HOST_USER_ID"], self.settings["HOST_NAME"]
         meeting = meeting_record(record.room, record.transcript, host_id, host_name)
         minutes = await asyncio.to_thread(make_minutes, meeting)
-        if self.settings.get("LLM_BASE_URL") and meeting.content():
+        if self.settings["LLM_BASE_URL"] and meeting.content():
             llm = make_llm(self.settings)
             prose = await llm_summary(minutes, meeting.content(), LLMStage(llm, self.settings["LLM_TIMEOUT"], 300))
             if prose:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from config import Settings
 from pipeline.frames import ErrorFrame, MouthTrack, PhonemeTiming, Sentence, SpeechAudio, WordTiming
 
 log = logging.getLogger(__name__)
@@ -222,14 +223,14 @@ class LipSync:
         yield audio, track
 
 
-def make_lipsync(settings: dict, registry: Any = None, fps: float = 30.0) -> LipSync:
+def make_lipsync(settings: Settings, registry: Any = None, fps: float = 30.0) -> LipSync:
     """Visemes from timings, with the audio as fallback; with WAV2LIP_MODEL, Wav2Lip first. Loads librosa (and the
     ONNX model) once through `registry`: blocking, call from a worker thread."""
     def get(key: str, loader: Any, what: str) -> Any:
         return registry.get(key, loader, what) if registry is not None else loader()
 
     audio = get(f"lipsync:audio:{fps}", lambda: AudioLipSync(fps), "lip-sync")
-    if settings.get("WAV2LIP_MODEL"):
+    if settings["WAV2LIP_MODEL"]:
         from pipeline.wav2lip import Wav2LipOnnx
         path = settings["WAV2LIP_MODEL"]
         return LipSync(get(f"lipsync:wav2lip:{path}", lambda: Wav2LipOnnx(path, fps=fps), "Wav2Lip"), audio, fps)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from config import Settings
 from pipeline.frames import ErrorFrame, LLMText, Transcript
 from pipeline.models import join_parts, package_dir
 
@@ -200,18 +201,18 @@ class LocalLlama:
                 future.add_done_callback(lambda f: f.exception())    # no "exception never retrieved" noise
 
 
-def load_local_llama(settings: dict) -> LocalLlama:
+def load_local_llama(settings: Settings) -> LocalLlama:
     """ModelRegistry loader for "llm:local"."""
-    return LocalLlama(settings.get("LLM_GGUF") or default_gguf(), n_threads=settings.get("LLM_THREADS", 1),
-                      max_tokens=settings.get("LLM_MAX_TOKENS", 120))
+    return LocalLlama(settings["LLM_GGUF"] or default_gguf(), n_threads=settings["LLM_THREADS"],
+                      max_tokens=settings["LLM_MAX_TOKENS"])
 
 
-def make_llm(settings: dict, registry: Any = None) -> ChatBackend:
+def make_llm(settings: Settings, registry: Any = None) -> ChatBackend:
     """LLM_BASE_URL set: that endpoint. Otherwise the embedded model, loaded once through `registry` when given.
     Loading blocks (about a second): call this from a worker thread, not the event loop."""
-    if settings.get("LLM_BASE_URL"):
-        return OpenAIChat(settings["LLM_BASE_URL"], settings.get("LLM_MODEL", ""), settings.get("LLM_API_KEY", ""),
-                          settings.get("LLM_TIMEOUT", 20.0), settings.get("LLM_MAX_TOKENS", 120))
+    if settings["LLM_BASE_URL"]:
+        return OpenAIChat(settings["LLM_BASE_URL"], settings["LLM_MODEL"], settings["LLM_API_KEY"],
+                          settings["LLM_TIMEOUT"], settings["LLM_MAX_TOKENS"])
     if registry is None:
         return load_local_llama(settings)
     return registry.get("llm:local", lambda: load_local_llama(settings), "language model")

@@ -58,6 +58,11 @@ class ModelRegistry:
     def loaded(self, key: str) -> bool:
         return key in self._models
 
+    def known(self) -> list[str]:
+        """Every model asked for so far (loaded or loading)."""
+        with self._lock:
+            return sorted(self._locks)
+
 
 def package_dir(name: str) -> pathlib.Path:
     """A package's folder, found without importing it (some packages' __init__ import heavy things)."""

@@ -6,11 +6,12 @@ import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine
 
+from config import Settings
 from pipeline.models import ModelRegistry
 
 
 class HostRuntime:
-    def __init__(self, settings: dict):
+    def __init__(self, settings: Settings):
         self.settings = settings
         self.models = ModelRegistry()
         self.loop: asyncio.AbstractEventLoop | None = None

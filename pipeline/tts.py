@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from config import Settings
 from pipeline.frames import ErrorFrame, PhonemeTiming, Sentence, SpeechAudio
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,11 @@ class TTSEngine:
         return f"Speech synthesis failed ({self.name}: {type(err).__name__}: {str(err)[:120]})."
 
 
-def make_tts(settings: dict, language: str = "en", registry: Any = None) -> TTSEngine:
+def make_tts(settings: Settings, language: str = "en", registry: Any = None) -> TTSEngine:
     """The engine for a room's language. "zh": espeak-ng through pinyin, or edge-tts when TTS_ENGINE is "edge".
     "en": TTS_ENGINE ("piper" by default, "espeak" or "edge"); TTS_VOICE_EN names a Piper .onnx or an espeak voice.
     Piper loads once through `registry` (a blocking second or two: call this from a worker thread)."""
-    engine = settings.get("TTS_ENGINE", "piper")
-    if engine not in ("piper", "espeak", "edge"):
-        raise ValueError(f"TTS_ENGINE={engine!r}: use piper, espeak or edge")
+    engine = settings["TTS_ENGINE"]
     if engine == "edge":
         from pipeline.tts_edge import EdgeTTS
         return EdgeTTS(settings["EDGE_VOICE_ZH"] if language == "zh" else settings["EDGE_VOICE_EN"])
@@ -68,11 +67,11 @@ def make_tts(settings: dict, language: str = "en", registry: Any = None) -> TTSE
     if language == "zh":
         return EspeakTTS(PINYIN_VOICE)
     if engine == "espeak":
-        return EspeakTTS(settings.get("TTS_VOICE_EN") or "en-us")
+        return EspeakTTS(settings["TTS_VOICE_EN"] or "en-us")
     from pipeline.tts_piper import load_piper
-    voice = settings.get("TTS_VOICE_EN", "")
-    cache = settings.get("MODEL_CACHE_DIR", "")
+    voice = settings["TTS_VOICE_EN"]
+    cache = settings["MODEL_CACHE_DIR"]
     if registry is None:
-        return load_piper(voice, cache, settings.get("TTS_THREADS", 1))
-    return registry.get(f"tts:piper:{voice or 'joe'}", lambda: load_piper(voice, cache, settings.get("TTS_THREADS", 1)),
+        return load_piper(voice, cache, settings["TTS_THREADS"])
+    return registry.get(f"tts:piper:{voice or 'joe'}", lambda: load_piper(voice, cache, settings["TTS_THREADS"]),
                         "speech voice")

@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from run import create_app
+from tests import minting
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -47,11 +48,11 @@ def free_port() -> int:
 class LiveServer:
     """A real server process: gunicorn with the project's gunicorn.conf.py, as in production."""
 
-    def __init__(self, overrides: dict):
-        self.port = free_port()
+    def __init__(self, overrides: dict, port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        env = dict(os.environ, AVATAR_BIND=f"127.0.0.1:{self.port}", AVATAR_SECRET_KEY="live-test-secret",
+        env = dict(os.environ, AVATAR_BIND=f"127.0.0.1:{self.port}", AVATAR_SECRET_KEY=minting.SECRET,
                    AVATAR_GUNICORN_THREADS="200", AVATAR_LOG_LEVEL="warning",
                    AVATAR_JOIN_TIMEOUT="2", AVATAR_HOST_ENABLED="0")   # tests of the AI host turn it on
         env.update({f"AVATAR_{k}": str(v) for k, v in overrides.items()})
@@ -63,7 +64,7 @@ class LiveServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {(ROOT / self.log.name).read_text()[-2000:]}")
             try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
+                urllib.request.urlopen(self.url + "/health", timeout=1).read()
                 return
             except OSError:
                 time.sleep(0.1)
@@ -78,6 +79,10 @@ class LiveServer:
                 return resp.status, json.loads(resp.read())
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return (ROOT / self.log.name).read_text(errors="replace")
 
     def stop(self) -> None:
         self.proc.terminate()

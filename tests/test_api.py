@@ -120,11 +120,12 @@ def test_apps_share_no_state():
     assert b.test_client().get("/api/meeting/only-in-a").status_code == 404
 
 
-def test_environment_overrides(monkeypatch):
-    monkeypatch.setenv("AVATAR_MAX_PARTICIPANTS", "9")
-    monkeypatch.setenv("AVATAR_JOIN_TIMEOUT", "2.5")
-    app = create_app()
-    assert app.config["MAX_PARTICIPANTS"] == 9 and app.config["JOIN_TIMEOUT"] == 2.5
-    monkeypatch.setenv("AVATAR_MAX_PARTICIPANTS", "many")
-    with pytest.raises(ValueError, match="AVATAR_MAX_PARTICIPANTS"):
-        create_app()
+
+
+def test_a_draining_server_refuses_new_rooms_and_joins(client):
+    client.post("/api/meeting/create", json={"user_id": "a", "room_id": "d1"})
+    client.application.extensions["avatar"].draining = True
+    for path, body in (("/api/meeting/create", {"user_id": "a"}), ("/api/meeting/join", {"room_id": "d1", "user_id": "b"}),
+                       ("/api/meeting/d1/rtc", {"token": "t", "sdp": "v=0", "type": "offer"})):
+        r = client.post(path, json=body)
+        assert (r.status_code, r.json["error"]) == (503, "draining"), path

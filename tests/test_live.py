@@ -6,8 +6,8 @@ import uuid
 
 import msgpack
 import pytest
-from itsdangerous import URLSafeTimedSerializer
 
+from tests.minting import mint, tampered
 from tests.wsclient import MeetingClient
 from wire import posedata
 from wire import protocol as p
@@ -99,10 +99,6 @@ class Room3:
         self.b.close()
 
 
-def _forged_token(room, user):
-    return URLSafeTimedSerializer("not-the-server-secret", salt="avatar-join").dumps({"r": room, "u": user, "n": "x"})
-
-
 def _pack(*fields):
     return msgpack.packb(list(fields), use_bin_type=True)
 
@@ -143,8 +139,73 @@ def test_bad_input_after_join(live_server, name):
         room.close()
 
 
-@pytest.mark.parametrize("name", ["message_before_join", "no_token", "forged_token", "unknown_room",
-                                  "token_for_other_room", "duplicate_user", "join_timeout", "text_before_join"])
+BAD_TOKENS = {
+    "wrong_key": lambda room, user, token: mint(room, user, secret="another-secret-of-at-least-32-bytes-00"),
+    "alg_none": lambda room, user, token: mint(room, user, alg="none"),
+    "alg_hs512": lambda room, user, token: mint(room, user, alg="HS512"),
+    "expired": lambda room, user, token: mint(room, user, iat=int(time.time()) - 120, exp=int(time.time()) - 60),
+    "not_yet_valid": lambda room, user, token: mint(room, user, nbf=int(time.time()) + 60),
+    "wrong_audience": lambda room, user, token: mint(room, user, aud="someone-else"),
+    "no_jti": lambda room, user, token: mint(room, user, drop=("jti",)),
+    "no_exp": lambda room, user, token: mint(room, user, drop=("exp",)),
+    "tampered": lambda room, user, token: tampered(token),
+    "not_a_jwt": lambda room, user, token: "-",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_TOKENS))
+def test_bad_tokens_are_refused(live_server, name):
+    room = Room3(live_server)
+    status, body = live_server.api("POST", "/api/meeting/join", {"room_id": room.room, "user_id": f"u-{name}"})
+    intruder = MeetingClient(live_server, room.room, join=False).open()
+    try:
+        intruder.send(p.Join(BAD_TOKENS[name](room.room, f"u-{name}", body["token"])))
+        assert intruder.close_code(timeout=6) == C.BAD_TOKEN
+        room.b_still_receives(2)
+    finally:
+        intruder.close()
+        room.close()
+
+
+def test_a_token_minted_by_a_backend_joins_without_the_join_call(live_server):
+    room = Room3(live_server)
+    token = mint(room.room, "carol", name="Carol K.")
+    carol = MeetingClient(live_server, room.room, join=False).open()
+    reuse = MeetingClient(live_server, room.room, join=False).open()
+    try:
+        carol.send(p.Join(token))
+        slot = carol.expect(p.Welcome).slot
+        joined = room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.JOINED
+                               and m.members[0].slot == slot).members[0]
+        assert joined.name == "Carol K."
+        carol.send(p.Pose(pose_for(slot, 9)))
+        room.b.expect(p.Pose, where=lambda m: m.slot == slot)
+        carol.close()
+        room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.LEFT)
+        reuse.send(p.Join(token))                     # single use: the same token cannot join again
+        assert reuse.close_code(timeout=6) == C.BAD_TOKEN
+    finally:
+        carol.close()
+        reuse.close()
+        room.close()
+
+
+def test_a_minted_token_for_a_full_room_closes_with_4010(live_server):
+    room_id = new_room(live_server, size=2)
+    first, second = MeetingClient(live_server, room_id), MeetingClient(live_server, room_id)
+    third = MeetingClient(live_server, room_id, join=False).open()
+    try:
+        third.send(p.Join(mint(room_id, "third")))
+        assert third.close_code(timeout=6) == C.ROOM_FULL
+        first.send(p.Pose(pose_for(first.slot, 3)))
+        second.expect(p.Pose, where=lambda m: m.slot == first.slot)
+    finally:
+        for c in (first, second, third):
+            c.close()
+
+
+@pytest.mark.parametrize("name", ["message_before_join", "no_token", "unknown_room", "token_for_other_room",
+                                  "reused_token", "duplicate_user", "join_timeout", "text_before_join"])
 def test_bad_joins(live_server, name):
     room = Room3(live_server)
     path_room, first = room.room, None
@@ -157,17 +218,18 @@ def test_bad_joins(live_server, name):
         first, expected = '{"type": "join"}', C.UNSUPPORTED_DATA
     elif name == "no_token":
         first = p.encode(p.Join("-"))
-    elif name == "forged_token":
-        first = p.encode(p.Join(_forged_token(room.room, f"u-{name}")))
     elif name == "unknown_room":
         path_room, first, expected = "no-such-room", p.encode(p.Join(token)), C.ROOM_NOT_FOUND
     elif name == "token_for_other_room":
         path_room, first = new_room(live_server), p.encode(p.Join(token))
-    elif name == "duplicate_user":
+    elif name in ("reused_token", "duplicate_user"):
         holder = MeetingClient(live_server, room.room, join=False).open()
         holder.send(p.Join(token))
         holder.expect(p.Welcome)
-        first, expected = p.encode(p.Join(token)), C.DUPLICATE
+        if name == "reused_token":
+            first = p.encode(p.Join(token))
+        else:                                          # a second, genuine token for the same user
+            first, expected = p.encode(p.Join(mint(room.room, f"u-{name}"))), C.DUPLICATE
     elif name == "join_timeout":
         expected = C.JOIN_TIMEOUT
     intruder = MeetingClient(live_server, path_room, join=False).open()
@@ -212,7 +274,9 @@ def _stuck_socket(server, room_id: str, user_id: str) -> socket.socket:
     assert b" 101 " in sock.recv(1024)
     payload = p.encode(p.Join(body["token"]))
     mask = b"\x01\x02\x03\x04"
-    sock.sendall(bytes((0x82, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    n = len(payload)                                          # a JWT: over 125 bytes, a 16-bit length
+    head = bytes((0x82, 0x80 | n)) if n < 126 else bytes((0x82, 0x80 | 126)) + n.to_bytes(2, "big")
+    sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
     return sock
 
 
@@ -278,3 +342,52 @@ def test_a_failing_channel_does_not_stop_the_writer():
     assert a_peer.recv(16) == b"" and broken.closed      # the failed one is shut, so its session ends
     for s in (a, a_peer, b, b_peer):
         s.close()
+
+
+def test_a_dropped_connection_resumes_its_place_unseen(live_server):
+    room = Room3(live_server)
+    carol = MeetingClient(live_server, room.room)
+    room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.JOINED and m.members[0].slot == carol.slot)
+    seen = len(room.a.received)
+    carol.drop()                                             # no close frame: the network, not carol
+    back = MeetingClient(live_server, room.room, join=False).open()
+    again = MeetingClient(live_server, room.room, join=False).open()
+    try:
+        back.send(p.Join(carol.resume))
+        welcome = back.expect(p.Welcome)
+        assert welcome.slot == carol.slot and welcome.resume not in ("", carol.resume)
+        snapshot = back.expect(p.PresenceMsg)
+        assert carol.slot in {m.slot for m in snapshot.members}
+        back.send(p.Pose(pose_for(carol.slot, 4)))
+        room.a.expect(p.Pose, where=lambda m: m.slot == carol.slot)
+        assert not any(isinstance(m, p.PresenceMsg) for m in room.a.received[seen:])   # no leave, no join
+        again.send(p.Join(carol.resume))                     # a resume token works once
+        assert again.close_code() == C.BAD_TOKEN
+    finally:
+        back.close()
+        again.close()
+        room.close()
+
+
+def test_a_place_not_resumed_within_the_grace_period_is_left(live_server_factory):
+    server = live_server_factory({"RESUME_GRACE": 1})
+    room = Room3(server)
+    carol = MeetingClient(server, room.room)
+    room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.JOINED and m.members[0].slot == carol.slot)
+    t0 = time.monotonic()
+    carol.drop()
+    left = room.a.expect(p.PresenceMsg, timeout=6, where=lambda m: m.event == p.Presence.LEFT)
+    assert left.members[0].slot == carol.slot and 0.9 < time.monotonic() - t0 < 4
+    room.b_still_receives(3)
+    room.close()
+
+
+def test_a_clean_close_leaves_at_once(live_server):
+    room = Room3(live_server)
+    carol = MeetingClient(live_server, room.room)
+    room.a.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.JOINED and m.members[0].slot == carol.slot)
+    t0 = time.monotonic()
+    carol.close()
+    room.a.expect(p.PresenceMsg, timeout=3, where=lambda m: m.event == p.Presence.LEFT)
+    assert time.monotonic() - t0 < 1.5
+    room.close()

@@ -22,13 +22,13 @@ class Sink:
     """A transport stand-in that decodes what the outbox hands it (the live tests use real sockets)."""
 
     def __init__(self):
-        self.outbox, self.closed = None, None
+        self.outbox, self.closed, self.notified = None, None, 0
 
     def bind(self, outbox):
         self.outbox = outbox
 
     def notify(self):
-        pass
+        self.notified += 1
 
     def close(self, code, reason):
         self.closed = code
@@ -215,3 +215,63 @@ def test_outbox_drains_ordered_and_poses_apart():
     assert not box.put(b"more")                          # not empty yet: no new wake-up needed
     assert box.drain(poses=False) == [b"chat", b"more"] and box.drain() == []
     assert box.put_pose(2, b"p2", False)                 # empty again: the next one wakes the transport
+
+
+def _room_of_three(clock=None):
+    m = MeetingManager(clock=clock) if clock else MeetingManager()
+    room = m.create_room("alice", "r1")
+    sinks = {}
+    for user in ("alice", "bob", "carol"):
+        _, member = m.join("r1", user)
+        sinks[user] = Sink()
+        room.attach(user, member.nonce, sinks[user], resume=f"resume-{user}", next_nonce=f"n-{user}")
+    for s in sinks.values():
+        s.take()
+    return room, sinks
+
+
+def test_a_dropped_participant_resumes_without_the_others_noticing():
+    room, sinks = _room_of_three()
+    bob, alice = room.get("bob"), room.get("alice")
+    assert room.detach(bob) and not room.detach(bob)           # once
+    key = posedata.encode_key(posedata.quantize({"yaw": 0.2}, 8), 8, 1, 0)
+    room.relay_pose(alice, key)                                 # while bob is away: latest-wins, kept for him
+    room.post_chat(alice, "did you hear me?")
+    assert [type(m) for m in sinks["carol"].take()] == [p.Chat, p.Pose]   # no PRESENCE: nobody left
+    assert room.get("bob") is bob and bob.away and not bob.connected
+    assert [m.user_id for m in room.members()] == ["alice", "bob", "carol"]
+    new = Sink()
+    with pytest.raises(NotInRoom):
+        room.attach("bob", "the-old-join-nonce", new)            # only its resume token's id opens its place
+    room.attach("bob", "n-bob", new, resume="resume-2", next_nonce="n-bob-2")
+    assert new.notified                     # the pose queued while away must not leave the writer unaware
+    got = new.take()
+    assert got[0] == p.Welcome(bob.slot, "r1", "resume-2") and isinstance(got[1], p.Tier)
+    assert isinstance(got[2], p.PresenceMsg) and got[2].event == p.Presence.SNAPSHOT
+    assert got[3] == p.Chat("did you hear me?", alice.slot, got[3].ts_ms) and p.Pose(key, alice.slot) in got
+    assert sinks["alice"].take() == [] and sinks["carol"].take() == []
+    assert not bob.away and bob.nonce == "n-bob-2" and {"n-bob", "n-bob-2"} <= bob.jtis
+
+
+def test_a_place_not_resumed_in_time_ends_and_the_others_see_it():
+    clock = Clock()
+    room, sinks = _room_of_three(clock)
+    bob = room.get("bob")
+    room.detach(bob)
+    clock.t += 10
+    assert not room.expire_away(bob, 15.0)                     # still within the grace period
+    clock.t += 6
+    assert room.expire_away(bob, 15.0)
+    left = [m for m in sinks["alice"].take() if isinstance(m, p.PresenceMsg)]
+    assert left[0].event == p.Presence.LEFT and left[0].members[0].user_id == "bob"
+    assert room.get("bob") is None
+
+
+def test_a_resume_on_a_new_connection_replaces_a_half_open_one():
+    room, sinks = _room_of_three()
+    bob = room.get("bob")
+    assert room.place_for("bob", "n-bob") is bob                # the resume token's id, while still connected
+    assert sinks["bob"].closed == p.CloseCode.DUPLICATE and bob.away
+    assert sinks["bob"].outbox is None                          # the dead channel drains nothing meant for the new
+    with pytest.raises(UserAlreadyInRoom):
+        room.place_for("bob", "some-other-token")

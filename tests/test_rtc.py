@@ -6,8 +6,8 @@ import uuid
 
 import msgpack
 import pytest
-from itsdangerous import URLSafeTimedSerializer
 
+from tests.minting import mint
 from tests.rtcclient import RtcClient
 from tests.wsclient import MeetingClient
 from wire import posedata
@@ -112,8 +112,10 @@ BAD_OFFERS = {
     "no_data_channel": lambda s, room, tok: (_offer(s).split("m=application")[0], tok, room, 400, "no_data_channel"),
     "not_an_offer": lambda s, room, tok: (_offer(s), tok, room, 400, "bad_request"),
     "token_for_another_room": lambda s, room, tok: (_offer(s), tok, new_room(s), 403, "bad_token"),
-    "forged_token": lambda s, room, tok: (_offer(s), URLSafeTimedSerializer("wrong", salt="avatar-join").dumps(
-        {"r": room, "u": "x", "n": "y"}), room, 403, "bad_token"),
+    "forged_token": lambda s, room, tok: (_offer(s), mint(room, "x", secret="another-secret-of-at-least-32-bytes"),
+                                          room, 403, "bad_token"),
+    "expired_token": lambda s, room, tok: (_offer(s), mint(room, "x", exp=int(time.time()) - 1), room, 403,
+                                           "bad_token"),
     "unknown_room": lambda s, room, tok: (_offer(s), tok, "no-such-room", 403, "bad_token"),
 }
 
@@ -131,10 +133,12 @@ def test_bad_offers_get_a_clear_json_error(server, name):
 def test_a_used_token_and_a_second_offer_are_refused(server):
     room_id = new_room(server)
     ws = MeetingClient(server, room_id, "ws-user")
-    status, body = _post_offer(server, room_id, ws.token, _offer(server))
-    assert (status, body["error"]) == (409, "user_already_in_room")
+    status, body = _post_offer(server, room_id, ws.token, _offer(server))         # spent on the WebSocket
+    assert (status, body["error"]) == (403, "bad_token") and "already used" in body["message"]
     rtc = RtcClient(server, room_id, "rtc-user")
     status, body = _post_offer(server, room_id, rtc.token, _offer(server))
+    assert (status, body["error"]) == (403, "bad_token")
+    status, body = _post_offer(server, room_id, mint(room_id, "rtc-user"), _offer(server))   # a new token, same user
     assert (status, body["error"]) == (409, "user_already_in_room")
     rtc.send(p.Chat("still fine"))
     assert ws.expect(p.Chat).text == "still fine"

@@ -324,7 +324,7 @@ def test_multilingual_base_is_joined_once_and_transcribes(base_cache, capsys):
 @pytest.mark.parametrize("language, key", [("en", "asr:en"), ("en-US", "asr:en"), ("zh", "asr:multi"), ("de", "asr:multi")])
 def test_model_choice_by_language(language, key, tmp_path):
     assert asr_key(language) == key
-    settings = {"ASR_MODEL_EN": str(tmp_path / "en"), "ASR_MODEL_MULTI": str(tmp_path / "multi")}
+    settings = config.load({"ASR_MODEL_EN": str(tmp_path / "en"), "ASR_MODEL_MULTI": str(tmp_path / "multi")})
     assert whisper_dir(language, settings) == tmp_path / key[4:]
     with pytest.raises(RuntimeError, match="no Whisper model"):
         load_whisper(language, settings)

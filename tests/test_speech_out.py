@@ -37,7 +37,7 @@ def report(what: str, **numbers: float) -> None:
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory):
-    return config.load({"MODEL_CACHE_DIR": str(tmp_path_factory.mktemp("models"))}, base=config.TestConfig)
+    return config.load(dict(config.TESTING, MODEL_CACHE_DIR=str(tmp_path_factory.mktemp("models"))))
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +134,7 @@ def test_local_llm_streams_an_answer(local_llm):
 
 def test_unreachable_endpoint_is_an_error_frame_then_local_still_works(settings, local_llm):
     timeout = settings["LLM_TIMEOUT"]
-    remote = make_llm(dict(settings, LLM_BASE_URL="http://127.0.0.1:9/v1", LLM_MODEL="any"))
+    remote = make_llm(settings.replace(LLM_BASE_URL="http://127.0.0.1:9/v1", LLM_MODEL="any"))
     assert isinstance(remote, OpenAIChat)
     t0 = time.monotonic()
     frames = run(collect(LLMStage(remote, timeout=timeout).process(build_messages("Hello?"))))
@@ -313,11 +313,11 @@ def test_make_tts_picks_the_engine(settings, registry, piper):
     assert make_tts(settings, "en", registry) is piper
     zh = make_tts(settings, "zh", registry)
     assert isinstance(zh, EspeakTTS) and zh.voice == "cmn-latn-pinyin"
-    assert isinstance(make_tts(dict(settings, TTS_ENGINE="espeak"), "en"), EspeakTTS)
-    edge = make_tts(dict(settings, TTS_ENGINE="edge"), "zh")
+    assert isinstance(make_tts(settings.replace(TTS_ENGINE="espeak"), "en"), EspeakTTS)
+    edge = make_tts(settings.replace(TTS_ENGINE="edge"), "zh")
     assert isinstance(edge, EdgeTTS) and edge.voice == settings["EDGE_VOICE_ZH"]
-    with pytest.raises(ValueError):
-        make_tts(dict(settings, TTS_ENGINE="nope"), "en")
+    with pytest.raises(config.SettingsError, match="AVATAR_TTS_ENGINE='nope': must be one of piper, espeak, edge"):
+        settings.replace(TTS_ENGINE="nope")
 
 
 # -- lip-sync ----------------------------------------------------------------------------------------------------------
@@ -436,7 +436,7 @@ def test_wav2lip_onnx_renders_one_face_per_frame(fake_wav2lip, hello, settings, 
     assert frames.shape == (n, 96, 96, 3) and frames.dtype == np.uint8 and openness.shape == (n,)
     assert 0 <= openness.min() and openness.max() <= 1
     report("Wav2Lip stub render", frames=n, seconds=seconds)
-    stage = make_lipsync(dict(settings, WAV2LIP_MODEL=fake_wav2lip), registry, fps=FPS)
+    stage = make_lipsync(settings.replace(WAV2LIP_MODEL=str(fake_wav2lip)), registry, fps=FPS)
     assert isinstance(stage.primary, Wav2LipOnnx)
     ((audio, track),) = run(collect(stage.process(hello)))
     assert audio is hello and len(track.params["mouth_open"]) == int(np.ceil(hello.duration * FPS))

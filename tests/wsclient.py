@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import time
 
 from websockets.exceptions import ConnectionClosed
@@ -31,12 +32,17 @@ class MeetingClient:
             self.open()
             self.send(p.Join(self.token))
             welcome = self.expect(p.Welcome)
-            self.slot = welcome.slot
+            self.slot, self.resume = welcome.slot, welcome.resume
 
     def open(self):
         self.ws = connect(f"{self.server.ws_url}/ws/meeting/{self.room_id}", compression=None, max_size=None,
                           open_timeout=5, ping_interval=None, max_queue=None).__enter__()
         return self
+
+    def drop(self) -> None:
+        """End the connection the way a network does: no close frame, just gone."""
+        self.ws.socket.shutdown(socket.SHUT_RDWR)
+        self.ws.socket.close()
 
     def send(self, msg) -> None:
         self.ws.send(msg if isinstance(msg, (bytes, str)) else p.encode(msg))

@@ -17,6 +17,7 @@ VERSION = 1
 MAX_MESSAGE_BYTES = 4096
 MAX_CHAT_CHARS = 1000
 MAX_ID_CHARS = 64
+MAX_TOKEN_CHARS = 1024            # a join or resume token (a JWT: docs/TOKENS.md)
 MAX_SLOT = 63
 VISEME_COUNT = 15
 
@@ -58,6 +59,7 @@ class CloseCode(IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     UNSUPPORTED_DATA = 1003      # a text frame where binary is expected
+    RESTARTING = 1012            # the server is restarting: join again in a moment
     TOO_BIG = 1009               # over MAX_MESSAGE_BYTES
     BAD_MESSAGES = 4000          # too many invalid messages in a row
     NOT_JOINED = 4001            # the first message was not JOIN
@@ -66,6 +68,7 @@ class CloseCode(IntEnum):
     ROOM_NOT_FOUND = 4004
     JOIN_TIMEOUT = 4008
     DUPLICATE = 4009             # this user already has a channel open in the room
+    ROOM_FULL = 4010             # a backend-minted token's place could not be reserved: the room is full
     TOO_SLOW = 4013              # the receiver fell too far behind on messages that must not be dropped
     LEFT = 4014                  # the participant left through the HTTP API
 
@@ -138,6 +141,7 @@ class Error:
 class Welcome:
     slot: int
     room_id: str
+    resume: str = ""             # a token to JOIN with again, after a dropped connection, as this same participant
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +210,8 @@ def _fields(msg: Message) -> list:
             return [VERSION, MsgType.TIER, tier, fps, bits, count]
         case Error(code, message):
             return [VERSION, MsgType.ERROR, code, message]
-        case Welcome(slot, room_id):
-            return [VERSION, MsgType.WELCOME, slot, room_id]
+        case Welcome(slot, room_id, resume):
+            return [VERSION, MsgType.WELCOME, slot, room_id] + ([resume] if resume else [])
         case Audio(seq, data, slot, t_ms):
             return [VERSION, MsgType.AUDIO, seq, data] + ([slot, t_ms] if slot is not None else [])
         case AudioStop(reason, slot):
@@ -317,6 +321,10 @@ class _Fields:
             raise ProtocolError("invalid_field", f"{self.what}: {name} must be a list of at most {max_len}")
         return v
 
+    def more(self) -> bool:
+        """Whether an optional trailing field follows."""
+        return self.i < len(self.values)
+
     def done(self) -> None:
         if self.i != len(self.values):
             raise ProtocolError("invalid_field", f"{self.what}: {len(self.values) - self.i} unexpected extra fields")
@@ -330,7 +338,7 @@ _TS_MAX = 1 << 53
 
 
 def _join(f: _Fields, server: bool) -> Join:
-    token = f.str("token", 512)
+    token = f.str("token", MAX_TOKEN_CHARS)
     f.done()
     return Join(token)
 
@@ -387,7 +395,8 @@ def _error(f: _Fields, server: bool) -> Error:
 
 
 def _welcome(f: _Fields, server: bool) -> Welcome:
-    msg = Welcome(f.int("slot", 0, MAX_SLOT), f.str("room_id", MAX_ID_CHARS))
+    msg = Welcome(f.int("slot", 0, MAX_SLOT), f.str("room_id", MAX_ID_CHARS),
+                  f.str("resume", MAX_TOKEN_CHARS) if f.more() else "")
     f.done()
     return msg
 

@@ -16,14 +16,19 @@ import { setupNotes } from "./notes.js";
 import { RtcTransport, WsTransport } from "./transport.js";
 
 const page = JSON.parse($("page-config").textContent);
-const RETRY_CODES = new Set([1001, 1006, 1011, 4008, 4013]);   // worth an automatic rejoin
-const MAX_RETRIES = 3;
+const RETRY_CODES = new Set([1001, 1006, 1011, 1012, 4008, 4013]);   // worth an automatic rejoin
+const MAX_RETRIES = 8;                       // with backoff: about 30 s of trying
+
+/** Exponential backoff with jitter, so a restarted server is not hit by every page at the same moment. */
+function backoffMs(attempt) {
+  return Math.min(8000, 500 * 2 ** attempt) * (0.5 + Math.random());
+}
 // ?transport=websocket skips WebRTC (the server may also have it off: its join answer then has no "rtc")
 const FORCE_WS = new URLSearchParams(location.search).get("transport") === "websocket";
 
 const state = {
   roomId: page.room_id, userId: userId(), displayName: "", token: null,
-  connected: false, mySlot: null, tier: null, closeCode: null,
+  connected: false, mySlot: null, tier: null, closeCode: null, reconnects: 0,
   bytesReceived: 0, bytesPerSecond: 0, framesReceivedBySlot: {}, lastPoseBySlot: {},
   framesSent: 0, lastSentPose: null, participants: {},
   capture: { status: "loading", landmarks: 0, faceFrames: 0, detectMs: 0, error: "" },
@@ -54,12 +59,16 @@ async function join() {
     answer = await api("POST", "/api/meeting/join",
       { room_id: state.roomId, user_id: state.userId, display_name: state.displayName });
   } catch (err) {
+    if (retries > 0 && (err.code === "network" || err.code === "draining") && retries < MAX_RETRIES) {
+      return retryLater(t("reconnecting"));             // the server is restarting: try again
+    }
+    if (retries > 0 && err.code === "room_not_found") return failed(t("meeting_ended_restart"));
     failed(errorText(err.code, err.message));
     return;
   }
   state.tier = answer.tier ? { ...answer.tier, count: answer.tier.count ?? null } : state.tier;
   const sender = new PoseSender(state.tier?.bits ?? 8, state.tier?.fps ?? 15);
-  session = { token: answer.token, sender, receiver: new PoseReceiver(), transport: null };
+  session = { token: answer.token, sender, receiver: new PoseReceiver(), transport: null, answer, resume: "" };
   state.token = answer.token;
   setupJitsi(answer.jitsi, page, state);
   await connect(answer, session);
@@ -129,6 +138,8 @@ function handle(msg, s) {
 }
 
 function welcome(msg) {
+  state.resumed = Boolean(session?.resuming);            // back in our own place, unseen
+  if (session) Object.assign(session, { resume: msg.resume, resuming: false });
   state.mySlot = msg.slot;
   state.connected = true;
   state.closeCode = null;
@@ -190,13 +201,39 @@ function closed(event, s) {
   state.closeCode = event.code;
   if (leaving) return;
   const message = t("closed", { code: event.code, reason: closeReason(event.code) });
+  if (event.code === 1006 && s.resume && retries < MAX_RETRIES) {
+    return resumeLater(s, `${message} ${t("reconnecting")}`);          // the network dropped us: resume
+  }
+  if (s.resuming && [4003, 4004, 4009].includes(event.code) && retries < MAX_RETRIES) {
+    return retryLater(`${message} ${t("reconnecting")}`);              // the place is gone: join anew
+  }
   if (RETRY_CODES.has(event.code) && retries < MAX_RETRIES) {
-    retries += 1;
-    status(`${message} ${t("reconnecting")}`, "error");
-    setTimeout(rejoin, 1000 * 2 ** (retries - 1));
+    retryLater(`${message} ${t("reconnecting")}`);
   } else {
     failed(message);
   }
+}
+
+/** Back into our own place with the resume token from WELCOME: the others never see us leave. */
+function resumeLater(old, message) {
+  retries += 1;
+  state.reconnects += 1;
+  status(message, "error");
+  setTimeout(async () => {
+    if (session !== old || leaving) return;
+    const s = { ...old, token: old.resume, resume: old.resume, resuming: true, receiver: new PoseReceiver(),
+      transport: null };
+    session = s;
+    await connect(old.answer, s);
+    restartSending();
+  }, retries === 1 ? 100 : backoffMs(retries - 1));
+}
+
+function retryLater(message) {
+  retries += 1;
+  state.reconnects += 1;
+  status(message, "error");
+  setTimeout(rejoin, backoffMs(retries - 1));
 }
 
 async function rejoin() {

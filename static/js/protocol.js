@@ -12,6 +12,7 @@ export const VERSION = 1;
 export const MAX_MESSAGE_BYTES = 4096;
 export const MAX_CHAT_CHARS = 1000;
 const MAX_ID_CHARS = 64;
+const MAX_TOKEN_CHARS = 1024;          // a join or resume token (a JWT)
 const MAX_SLOT = 63;
 const VISEME_COUNT = 15;
 const TS_MAX = 2 ** 53;
@@ -31,7 +32,7 @@ export const HOST_STATES = Object.freeze(["loading", "listening", "thinking", "s
 export const CloseCode = Object.freeze({
   NORMAL: 1000, GOING_AWAY: 1001, UNSUPPORTED_DATA: 1003, TOO_BIG: 1009, BAD_MESSAGES: 4000,
   NOT_JOINED: 4001, UNSUPPORTED_VERSION: 4002, BAD_TOKEN: 4003, ROOM_NOT_FOUND: 4004,
-  JOIN_TIMEOUT: 4008, DUPLICATE: 4009, TOO_SLOW: 4013, LEFT: 4014,
+  JOIN_TIMEOUT: 4008, DUPLICATE: 4009, ROOM_FULL: 4010, TOO_SLOW: 4013, LEFT: 4014,
 });
 
 // --- envelope --------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ export function encodeMessage(msg) {
         msg.members.map((m) => [m.slot, m.user_id, m.name, m.host ? 1 : 0])]);
     case MsgType.TIER: return packMsg([VERSION, MsgType.TIER, msg.tier, msg.fps, msg.bits, msg.count]);
     case MsgType.ERROR: return packMsg([VERSION, MsgType.ERROR, msg.code, msg.message]);
-    case MsgType.WELCOME: return packMsg([VERSION, MsgType.WELCOME, msg.slot, msg.room_id]);
+    case MsgType.WELCOME: return packMsg([VERSION, MsgType.WELCOME, msg.slot, msg.room_id, ...(msg.resume ? [msg.resume] : [])]);
     case MsgType.AUDIO: {
       const server = msg.slot === undefined || msg.slot === null ? [] : [msg.slot, msg.t_ms];
       return packMsg([VERSION, MsgType.AUDIO, msg.seq & SEQ_MAX, msg.data, ...server]);
@@ -144,6 +145,11 @@ class Fields {
     return v;
   }
 
+  /** Whether an optional trailing field follows. */
+  more() {
+    return this.i < this.values.length;
+  }
+
   done() {
     if (this.i !== this.values.length) {
       throw new ProtocolError("invalid_field", `${this.what}: ${this.values.length - this.i} unexpected extra fields`);
@@ -154,7 +160,7 @@ class Fields {
 const slotIf = (f, server) => (server ? { slot: f.int("slot", 0, MAX_SLOT) } : {});
 
 const PARSERS = {
-  [MsgType.JOIN]: (f) => ({ token: f.str("token", 512) }),
+  [MsgType.JOIN]: (f) => ({ token: f.str("token", MAX_TOKEN_CHARS) }),
   [MsgType.POSE]: (f, server) => {
     const data = f.bin("data");
     try { validatePose(data); } catch (err) { throw new ProtocolError("invalid_field", `POSE: ${err.message}`); }
@@ -182,7 +188,8 @@ const PARSERS = {
   },
   [MsgType.TIER]: (f) => ({ tier: f.int("tier", 0, 15), fps: f.int("fps", 1, 120), bits: f.int("bits", 5, 8), count: f.int("count", 0, 1024) }),
   [MsgType.ERROR]: (f) => ({ code: f.str("code", 64), message: f.str("message", 1000, 0) }),
-  [MsgType.WELCOME]: (f) => ({ slot: f.int("slot", 0, MAX_SLOT), room_id: f.str("room_id", MAX_ID_CHARS) }),
+  [MsgType.WELCOME]: (f) => ({ slot: f.int("slot", 0, MAX_SLOT), room_id: f.str("room_id", MAX_ID_CHARS),
+    resume: f.more() ? f.str("resume", MAX_TOKEN_CHARS) : "" }),
   [MsgType.AUDIO]: (f, server) => {
     const seq = f.int("seq", 0, SEQ_MAX);
     const data = f.bin("data");

@@ -50,6 +50,7 @@ def _messages(key: bytes):
         ("tier", "server", p.Tier(1, 20, 7, 6)),
         ("error", "server", p.Error("invalid_field", "POSE: data must be binary")),
         ("welcome", "server", p.Welcome(2, "demo-room")),
+        ("welcome_resume", "server", p.Welcome(2, "demo-room", "eyJyIjoiZGVtbyJ9.resume")),
         ("audio_client", "client", p.Audio(513, bytes.fromhex("fc0102030405"))),
         ("audio_server", "server", p.Audio(7, bytes.fromhex("fc0102030405"), slot=0, t_ms=140)),
         ("audio_end_client", "client", p.AudioStop()),

@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics at /metrics, liveness at /health, readiness at /ready."""

@@ -1,0 +1,38 @@
+"""/metrics (Prometheus text), /health (the process answers) and /ready (it can take meetings)."""
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST
+
+bp = Blueprint("monitor", __name__)
+_STARTED = time.time()
+
+
+def _services():
+    return current_app.extensions["avatar"]
+
+
+@bp.get("/metrics")
+def metrics():
+    svc = _services()
+    svc.sampler.sample()                  # this process's figures are fresh; the others' are at most 1 s old
+    return Response(svc.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/health")
+def health():
+    return jsonify(status="ok", pid=os.getpid(), uptime_s=round(time.time() - _STARTED, 1))
+
+
+@bp.get("/ready")
+def ready():
+    """200 when this process takes joins and its AI host's models are loaded (a first call starts loading them);
+    503 with what it waits for otherwise."""
+    svc = _services()
+    checks = {"accepting": not svc.draining, "models": svc.hosts.models_state()}
+    waiting = [k for k, ok in (("accepting", checks["accepting"]), ("models", checks["models"] in ("loaded", "off")))
+               if not ok]
+    return jsonify(ready=not waiting, waiting_for=waiting, checks=checks), 200 if not waiting else 503
