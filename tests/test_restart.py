@@ -83,7 +83,13 @@ def test_the_page_reconnects_and_says_when_the_meeting_ended_with_the_server(own
         page.save_screenshot(str(tmp_path / "meeting-ended.png"))
         box = page.execute_script("const r = document.getElementById('status').getBoundingClientRect();"
                                   "return {x: r.x, y: r.y, width: r.width, height: r.height};")
-        assert _red_share(page.get_screenshot_as_png(), box) > 0.02       # shown as an error, in red
+        png = page.get_screenshot_as_png()
+        assert _red_share(png, box) > 0.02                                # shown as an error, in red
+        dot = page.execute_script("const r = document.querySelector('#participants .dot').getBoundingClientRect();"
+                                  "return {x: r.x, y: r.y, width: r.width, height: r.height};")
+        px = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=int)
+        r, g, b = px[int(dot["y"] + dot["height"] / 2), int(dot["x"] + dot["width"] / 2)]
+        assert not (g > r + 40 and g > b + 40), (r, g, b)                 # no green "connected" dot any more
 
 
 @contextlib.contextmanager

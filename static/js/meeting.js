@@ -142,6 +142,7 @@ function welcome(msg) {
   if (session) Object.assign(session, { resume: msg.resume, resuming: false });
   state.mySlot = msg.slot;
   state.connected = true;
+  $("participants").classList.remove("stale");
   state.closeCode = null;
   retries = 0;
   grid.ensure("self", { slot: msg.slot, name: state.displayName, self: true });
@@ -199,6 +200,7 @@ function closed(event, s) {
   if (session !== s) return;
   state.connected = false;
   state.closeCode = event.code;
+  $("participants").classList.add("stale");
   if (leaving) return;
   const message = t("closed", { code: event.code, reason: closeReason(event.code) });
   if (event.code === 1006 && s.resume && retries < MAX_RETRIES) {
