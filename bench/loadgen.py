@@ -38,7 +38,30 @@ class Room:
         self.members: list[Participant] = []
 
 
-class Participant(Connection):
+class PoseCounting:
+    """What a load client does with each relayed POSE (the WebSocket's and WebRTC's alike): which of the sender's
+    frames it is (by its 8-bit seq), that it arrived, and how long it took. Needs `worker`, `room`, `last_idx`."""
+
+    def count_pose(self, slot: int, seq: int, wire_bytes: int, now: float) -> None:
+        w = self.worker
+        if w.current >= 0:
+            w.pose_msgs[w.current] += 1
+            w.pose_bytes[w.current] += wire_bytes
+        last = self.last_idx[slot]
+        idx = last + ((seq - last - 1) & 0xFF) + 1
+        self.last_idx[slot] = idx
+        sender = self.room.by_slot.get(slot)
+        if sender is None or idx >= len(sender.sent):
+            w.anomalies["pose from a slot no bench client holds (the AI host?)"] += 1
+            return
+        sender.delivered[idx] += 1
+        t = sender.sent[idx]
+        if t >= w.record_from:
+            w.rec_send.append(t)
+            w.rec_lat.append(now - t)
+
+
+class Participant(Connection, PoseCounting):
     """One client: sends POSE at the tier's rate and timestamps every relayed POSE it receives."""
 
     def __init__(self, sock, leftover: bytes, worker: Worker, room: Room, user_id: str, stuck: bool):
@@ -66,24 +89,10 @@ class Participant(Connection):
         # a relayed POSE: fixarray(4), version 1, type 1, bin8 of n - 6 bytes, slot as a positive fixint
         if n > 7 and buf[s] == 0x94 and buf[s + 1] == 1 and buf[s + 2] == 1 and buf[s + 3] == 0xC4 \
                 and n == 6 + buf[s + 4] and buf[s + n - 1] < 64:
-            slot, seq = buf[s + n - 1], buf[s + 6]
+            slot = buf[s + n - 1]
             if self.checked < CHECKED_PER_CLIENT:
                 self._check(bytes(buf[s:s + n]), slot)
-            if wi >= 0:
-                w.pose_msgs[wi] += 1
-                w.pose_bytes[wi] += n + (2 if n < 126 else 4)
-            last = self.last_idx[slot]
-            idx = last + ((seq - last - 1) & 0xFF) + 1
-            self.last_idx[slot] = idx
-            sender = self.room.by_slot.get(slot)
-            if sender is None or idx >= len(sender.sent):
-                w.anomalies["pose from a slot no bench client holds (the AI host?)"] += 1
-                return
-            sender.delivered[idx] += 1
-            t = sender.sent[idx]
-            if t >= w.record_from:
-                w.rec_send.append(t)
-                w.rec_lat.append(now - t)
+            self.count_pose(slot, buf[s + 6], n + (2 if n < 126 else 4), now)
             return
         self._message(bytes(buf[s:s + n]))
 
@@ -144,40 +153,11 @@ class Participant(Connection):
             self.worker.loop.call_at(nxt, self._tick)
 
 
-class WindowCounters:
-    """What a load process counts per measurement window (shared by the WebSocket and WebRTC workers)."""
-
-    def _reset(self, windows: list[tuple[str, float, float]]) -> None:
-        self.windows = windows
-        k = len(windows)
-        self.current, self.win_a, self.win_b = -1, 0.0, 0.0
-        self.rx_msgs, self.rx_bytes, self.rx_reads = [0] * k, [0] * k, [0] * k
-        self.pose_msgs, self.pose_bytes = [0] * k, [0] * k
-        self.rec_send, self.rec_lat = array("d"), array("d")
-        self.record_from = min((a for _, a, _ in windows), default=float("inf"))
-
-    def window_bytes(self, now: float, n: int) -> None:
-        if not self.win_a <= now < self.win_b:
-            self.current, self.win_a, self.win_b = -1, 0.0, 0.0
-            for i, (_, a, b) in enumerate(self.windows):
-                if a <= now < b:
-                    self.current, self.win_a, self.win_b = i, a, b
-            if self.current < 0:
-                return
-        self.rx_bytes[self.current] += n
-        self.rx_reads[self.current] += 1
-
-
-class Worker(WindowCounters):
-    def __init__(self, conn):
-        self.conn = conn
-        self.rooms: list[Room] = []
-        self.closing = False
-        self.anomalies: Counter = Counter()
-        self.last_tier_at = 0.0
-        self.loop = EventLoop()
-        self._frames: dict[tuple[int, int], list[list[int]]] = {}
-        self._reset([])
+class LoadWorker:
+    """A load process (the WebSocket's and WebRTC's alike): commands from the parent over a pipe, what it counts
+    per measurement window, the clients' sending schedule and the per-window report. A subclass has `conn`,
+    `loop` (with `call_at`), `rooms` (of members with `sent`, `delivered`, `fps`, `bits`, `stuck`),
+    `anomalies`, `stuck_queues` and `_frames`."""
 
     def serve(self) -> None:
         while True:
@@ -190,80 +170,23 @@ class Worker(WindowCounters):
             except Exception as exc:  # reported to the parent, which stops the benchmark
                 self.conn.send(("error", f"{exc.__class__.__name__}: {exc}"))
 
-    def connect(self, host: str, port: int, rooms: list, timeout: float = 30.0) -> dict:
-        self.closing, self.rooms, self.loop = False, [], EventLoop()
-        self.server_port, self.stuck_queues = port, {}
-        self.anomalies.clear()
-        for room_id, members in rooms:
-            room = Room(room_id)
-            self.rooms.append(room)
-            for user_id, token, ws_url, stuck in members:
-                sock, rest = open_websocket(host, port, ws_url, rcvbuf=STUCK_RCVBUF if stuck else None,
-                                            mss=STUCK_MSS if stuck else None, timeout=timeout)
-                member = Participant(sock, b"", self, room, user_id, stuck)
-                room.members.append(member)
-                self.loop.add(member)
-                if rest:
-                    member.feed(rest, time.monotonic())
-                member.send(p.encode(p.Join(token)))
-        members = [m for r in self.rooms for m in r.members]
-
-        def settled() -> bool:                 # every client has its slot and a TIER, and none came for a while
-            return all(m.fps and m.slot is not None for m in members) and time.monotonic() - self.last_tier_at > 0.5
-
-        if not self.loop.run_until(time.monotonic() + timeout, settled):
-            raise TimeoutError("clients did not get WELCOME and TIER")
-        for room in self.rooms:
-            if len({(m.fps, m.bits) for m in room.members}) != 1:
-                self.anomalies["members of a room disagree on the tier"] += 1
-        return {"clients": len(members), "fps": sorted({m.fps for m in members}),
-                "bits": sorted({m.bits for m in members})}
-
-    def run(self, sched: dict) -> list[dict]:
-        """sched: start, stop_send, until (end of drain), windows [(name, a, b)], stuck_at (or None),
-        rate_factor, phase_seed. Every client sends from its own phase after `start` until `stop_send`."""
-        loop = self.loop
+    def _start(self, sched: dict) -> dict[str, tuple[float, float]]:
+        """Reset the counters for `sched`'s windows, mark the process's CPU time at their edges and start every
+        client sending from its own phase (a golden-ratio spread). Returns the CPU marks, filled as time goes."""
         self._reset(sched["windows"])
         cpu_marks: dict[str, tuple[float, float]] = {}
         for name, a, b in self.windows:
             for edge, t in (("a", a), ("b", b)):
-                loop.call_at(t, lambda k=f"{name}:{edge}": cpu_marks.__setitem__(k, os.times()[:2]))
+                self.loop.call_at(t, lambda k=f"{name}:{edge}": cpu_marks.__setitem__(k, os.times()[:2]))
         g = sched.get("phase_seed", 0)
         for room in self.rooms:
             for j, m in enumerate(room.members):
                 period = 1.0 / (m.fps * sched["rate_factor"])
                 g += 1
-                phase = (g * 0.6180339887) % 1.0          # golden-ratio spread of the clients' phases
+                phase = (g * 0.6180339887) % 1.0
                 m.start_sending(sched["start"] + phase * period, period, sched["stop_send"],
                                 self._pose_frames(m.fps, m.bits), 37 * j)
-        if sched.get("stuck_at") is not None:
-            loop.call_at(sched["stuck_at"], self._get_stuck)
-            loop.call_at(self.windows[-1][2] - 0.01, self._read_stuck_queues)
-        loop.run_until(sched["until"])
-        return self._report(cpu_marks)
-
-    def _get_stuck(self) -> None:
-        for room in self.rooms:
-            for m in room.members:
-                if m.stuck:
-                    self.loop.pause(m)
-
-    def _read_stuck_queues(self) -> None:
-        """Bytes waiting in both ends of each stuck reader's TCP connection (/proc/net/tcp): the server's
-        send queue shows whether its socket filled up."""
-        ports = {m.sock.getsockname()[1] for r in self.rooms for m in r.members if m.stuck}
-        q: dict[str, list[int]] = {"server_send_queue_bytes": [], "server_recv_queue_bytes": [],
-                                   "client_send_queue_bytes": [], "client_recv_queue_bytes": []}
-        for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            f = line.split()
-            local, remote = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16)
-            tx, rx = (int(x, 16) for x in f[4].split(":"))
-            side = "server" if local == self.server_port and remote in ports else \
-                "client" if local in ports and remote == self.server_port else None
-            if side:
-                q[f"{side}_send_queue_bytes"].append(tx)
-                q[f"{side}_recv_queue_bytes"].append(rx)
-        self.stuck_queues = q
+        return cpu_marks
 
     def _pose_frames(self, fps: int, bits: int) -> list[list[int]]:
         key = (fps, bits)
@@ -308,6 +231,102 @@ class Worker(WindowCounters):
                 "cpu_sys_s": cpu_marks[name + ":b"][1] - cpu_marks[name + ":a"][1],
                 "anomalies": dict(self.anomalies), "stuck_queues": self.stuck_queues})
         return out
+
+
+    def _reset(self, windows: list[tuple[str, float, float]]) -> None:
+        self.windows = windows
+        k = len(windows)
+        self.current, self.win_a, self.win_b = -1, 0.0, 0.0
+        self.rx_msgs, self.rx_bytes, self.rx_reads = [0] * k, [0] * k, [0] * k
+        self.pose_msgs, self.pose_bytes = [0] * k, [0] * k
+        self.rec_send, self.rec_lat = array("d"), array("d")
+        self.record_from = min((a for _, a, _ in windows), default=float("inf"))
+
+    def window_bytes(self, now: float, n: int) -> None:
+        if not self.win_a <= now < self.win_b:
+            self.current, self.win_a, self.win_b = -1, 0.0, 0.0
+            for i, (_, a, b) in enumerate(self.windows):
+                if a <= now < b:
+                    self.current, self.win_a, self.win_b = i, a, b
+            if self.current < 0:
+                return
+        self.rx_bytes[self.current] += n
+        self.rx_reads[self.current] += 1
+
+
+class Worker(LoadWorker):
+    def __init__(self, conn):
+        self.conn = conn
+        self.rooms: list[Room] = []
+        self.closing = False
+        self.anomalies: Counter = Counter()
+        self.last_tier_at = 0.0
+        self.loop = EventLoop()
+        self._frames: dict[tuple[int, int], list[list[int]]] = {}
+        self._reset([])
+
+    def connect(self, host: str, port: int, rooms: list, timeout: float = 30.0) -> dict:
+        self.closing, self.rooms, self.loop = False, [], EventLoop()
+        self.server_port, self.stuck_queues = port, {}
+        self.anomalies.clear()
+        for room_id, members in rooms:
+            room = Room(room_id)
+            self.rooms.append(room)
+            for user_id, token, ws_url, stuck in members:
+                sock, rest = open_websocket(host, port, ws_url, rcvbuf=STUCK_RCVBUF if stuck else None,
+                                            mss=STUCK_MSS if stuck else None, timeout=timeout)
+                member = Participant(sock, b"", self, room, user_id, stuck)
+                room.members.append(member)
+                self.loop.add(member)
+                if rest:
+                    member.feed(rest, time.monotonic())
+                member.send(p.encode(p.Join(token)))
+        members = [m for r in self.rooms for m in r.members]
+
+        def settled() -> bool:                 # every client has its slot and a TIER, and none came for a while
+            return all(m.fps and m.slot is not None for m in members) and time.monotonic() - self.last_tier_at > 0.5
+
+        if not self.loop.run_until(time.monotonic() + timeout, settled):
+            raise TimeoutError("clients did not get WELCOME and TIER")
+        for room in self.rooms:
+            if len({(m.fps, m.bits) for m in room.members}) != 1:
+                self.anomalies["members of a room disagree on the tier"] += 1
+        return {"clients": len(members), "fps": sorted({m.fps for m in members}),
+                "bits": sorted({m.bits for m in members})}
+
+    def run(self, sched: dict) -> list[dict]:
+        """sched: start, stop_send, until (end of drain), windows [(name, a, b)], stuck_at (or None),
+        rate_factor, phase_seed. Every client sends from its own phase after `start` until `stop_send`."""
+        loop = self.loop
+        cpu_marks = self._start(sched)
+        if sched.get("stuck_at") is not None:
+            loop.call_at(sched["stuck_at"], self._get_stuck)
+            loop.call_at(self.windows[-1][2] - 0.01, self._read_stuck_queues)
+        loop.run_until(sched["until"])
+        return self._report(cpu_marks)
+
+    def _get_stuck(self) -> None:
+        for room in self.rooms:
+            for m in room.members:
+                if m.stuck:
+                    self.loop.pause(m)
+
+    def _read_stuck_queues(self) -> None:
+        """Bytes waiting in both ends of each stuck reader's TCP connection (/proc/net/tcp): the server's
+        send queue shows whether its socket filled up."""
+        ports = {m.sock.getsockname()[1] for r in self.rooms for m in r.members if m.stuck}
+        q: dict[str, list[int]] = {"server_send_queue_bytes": [], "server_recv_queue_bytes": [],
+                                   "client_send_queue_bytes": [], "client_recv_queue_bytes": []}
+        for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            f = line.split()
+            local, remote = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16)
+            tx, rx = (int(x, 16) for x in f[4].split(":"))
+            side = "server" if local == self.server_port and remote in ports else \
+                "client" if local in ports and remote == self.server_port else None
+            if side:
+                q[f"{side}_send_queue_bytes"].append(tx)
+                q[f"{side}_recv_queue_bytes"].append(rx)
+        self.stuck_queues = q
 
     def close(self) -> dict:
         self.closing = True

@@ -28,6 +28,7 @@ import urllib.request
 import numpy as np
 
 from bench.posegen import pose_sequence, quantized
+from bench.rtcload import next_on_grid
 from bench.stats import machine
 from wire import posedata
 from wire import protocol as p
@@ -182,8 +183,7 @@ class Client:
             pass
 
     def _on_data(self, data: bytes) -> None:
-        msg = p.decode_server(data)
-        for m in [p.decode_server(x) for x in msg.messages] if isinstance(msg, p.Bundle) else [msg]:
+        for m in p.unbundle(data):
             if isinstance(m, p.Pose):
                 self.meeting.received(self.index, m.slot, m.data[1])
             elif isinstance(m, p.Welcome):
@@ -206,10 +206,7 @@ class Client:
             else:
                 await self.ws.send(data)
             k += 1
-            nxt = now + period
-            if self.grid is not None:                      # in step with the server's send-outs, as the page
-                origin, grid = self.grid
-                nxt = origin + (int((now + 0.5 * grid - origin) / grid) + 1) * grid
+            nxt = now + period if self.grid is None else next_on_grid(now, *self.grid)   # in step, as the page
             await asyncio.sleep(max(0.0, nxt - time.monotonic()))
 
     async def close(self) -> None:

@@ -14,9 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 log = logging.getLogger(__name__)
-STAGES = ("end_detected", "asr_done", "llm_first_token", "first_sentence", "tts_done", "lipsync_done", "first_audio")
-STAGE_NAMES = {"end_detected": "vad_end", "asr_done": "asr", "llm_first_token": "llm_first_token",
-               "first_sentence": "first_sentence", "tts_done": "tts", "lipsync_done": "lipsync", "first_audio": "send"}
+STAGES = {"end_detected": "vad_end", "asr_done": "asr", "llm_first_token": "llm_first_token",   # TurnTimes field: label
+          "first_sentence": "first_sentence", "tts_done": "tts", "lipsync_done": "lipsync", "first_audio": "send"}
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
@@ -102,8 +101,10 @@ class Sampler:
                         by_transport[(getattr(member.channel, "transport", "host"), fps)] += 1
             self._counters(counts)
             m.rooms.set(len(rooms))
-            self._labels |= set(by_transport)          # a label set once seen is set to 0, not removed: removed
-            for transport, fps in self._labels:      # children linger in multiprocess files with their old value
+            # A label set seen once is set to 0 when empty, never removed: in multiprocess mode a removed child
+            # would linger in this process's file with its last value.
+            self._labels |= set(by_transport)
+            for transport, fps in self._labels:
                 m.participants.labels(transport, fps).set(by_transport.get((transport, fps), 0))
             m.rtc_peers.set(svc.rtc.stats.peers if svc.rtc else 0)
             self._hosts_sample()
@@ -149,12 +150,9 @@ class Sampler:
         self._hosts = live
 
     def _observe(self, turn) -> None:
-        previous = turn.heard
-        for name in STAGES:
-            t = getattr(turn, name)
-            if t is None:
-                continue
-            self.m.host_stage.labels(STAGE_NAMES[name]).observe(max(0.0, t - previous))
-            previous = t
-        if turn.first_audio is not None:
-            self.m.host_first_audio.labels(turn.source).observe(max(0.0, turn.first_audio - turn.heard))
+        times = turn.as_json()                        # each stage's own share, as GET /api/meeting/<room>/host
+        for field, stage in STAGES.items():
+            if (ms := times.get(f"{field}_stage_ms")) is not None:
+                self.m.host_stage.labels(stage).observe(max(0.0, ms / 1000))
+        if times["first_audio_ms"] is not None:
+            self.m.host_first_audio.labels(turn.source).observe(max(0.0, times["first_audio_ms"] / 1000))

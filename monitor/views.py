@@ -33,6 +33,9 @@ def ready():
     503 with what it waits for otherwise."""
     svc = _services()
     checks = {"accepting": not svc.draining, "models": svc.hosts.models_state()}
-    waiting = [k for k, ok in (("accepting", checks["accepting"]), ("models", checks["models"] in ("loaded", "off")))
-               if not ok]
+    waiting = []
+    if svc.draining:
+        waiting.append("accepting")
+    if checks["models"] not in ("loaded", "off"):
+        waiting.append("models")
     return jsonify(ready=not waiting, waiting_for=waiting, checks=checks), 200 if not waiting else 503

@@ -8,12 +8,13 @@ import queue
 import threading
 import time
 
+from tests.wsclient import Messages
 from wire import protocol as p
 
 _ids = itertools.count()
 
 
-class RtcClient:
+class RtcClient(Messages):
     def __init__(self, server, room_id: str, user_id: str | None = None, display_name: str | None = None,
                  join: bool = True, pose_channel: bool = True, timeout: float = 10.0):
         self.server, self.room_id = server, room_id
@@ -67,7 +68,7 @@ class RtcClient:
 
     def _on_message(self, data) -> None:
         self.raw_messages += 1
-        for msg in _unbundle(data):
+        for msg in [data] if isinstance(data, str) else p.unbundle(data):
             if isinstance(msg, p.Bye):
                 self.bye = msg
             self.inbox.put(msg)
@@ -88,22 +89,6 @@ class RtcClient:
             return None
         self.received.append(msg)
         return msg
-
-    def expect(self, kind, timeout: float = 5.0, where=lambda m: True):
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            msg = self.recv(left)
-            if isinstance(msg, kind) and where(msg):
-                return msg
-        raise AssertionError(f"{self.user_id}: no {kind.__name__} within {timeout} s; got {self.received[-5:]}")
-
-    def drain(self, seconds: float) -> list:
-        out, deadline = [], time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            msg = self.recv(left)
-            if msg is not None:
-                out.append(msg)
-        return out
 
     def close_code(self, timeout: float = 5.0) -> int | None:
         """Wait for the server to end the channel: the BYE's code (None if none came)."""
@@ -126,10 +111,3 @@ class RtcClient:
         except Exception:
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
-
-
-def _unbundle(data) -> list:
-    if isinstance(data, str):
-        return [data]
-    msg = p.decode_server(data)
-    return [p.decode_server(m) for m in msg.messages] if isinstance(msg, p.Bundle) else [msg]

@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tests.hostutil import HostWatch, send_microphone, spoken, until_end
+from tests.test_monitor import scrape_server, value
 from tests.wsclient import MeetingClient
 from wire import protocol as p
 
@@ -51,6 +52,11 @@ def test_a_spoken_question_is_heard_and_answered_with_voice_and_mouth(host_serve
     assert watch.mouth_when(loud=True, threshold=loud) > watch.mouth_when(loud=False, threshold=loud) + 0.1
     turns = host_server.api("GET", f"/api/meeting/{room_id}/host")[1]["turns"]
     assert turns[-1]["source"] == "voice" and None not in (turns[-1]["end_detected_ms"], turns[-1]["asr_done_ms"])
+    figures = scrape_server(host_server)                   # the turn reached the monitoring too, stage by stage
+    assert value(figures, "avatar_host_answers_total", outcome="answered") >= 1
+    for stage in ("vad_end", "asr", "send"):           # (an exact answer: no LLM stage)
+        assert value(figures, "avatar_host_stage_seconds_count", stage=stage) >= 1, stage
+    assert value(figures, "avatar_host_first_audio_seconds_count", source="voice") >= 1
 
 
 def test_agenda_announcements_and_warnings_arrive_in_order(host_server):

@@ -58,7 +58,7 @@ def test_metrics_in_one_process_need_no_server(client):
     assert ("avatar_metrics_sampled_timestamp_seconds", ()) in samples
 
 
-def _scrape(server) -> dict:
+def scrape_server(server) -> dict:
     with urllib.request.urlopen(server.url + "/metrics", timeout=10) as r:
         return scrape(r.read().decode())
 
@@ -66,7 +66,7 @@ def _scrape(server) -> dict:
 def test_the_live_servers_metrics_follow_the_room(live_server):
     room = f"mon-{uuid.uuid4().hex[:6]}"
     live_server.api("POST", "/api/meeting/create", {"user_id": "o", "room_id": room, "host": False})
-    before = _scrape(live_server)
+    before = scrape_server(live_server)
     a, b = MeetingClient(live_server, room), MeetingClient(live_server, room)
     try:
         for seq in range(3):                                  # within the rate limit's burst
@@ -77,7 +77,7 @@ def test_the_live_servers_metrics_follow_the_room(live_server):
         intruder = MeetingClient(live_server, room, join=False).open()
         intruder.send(p.Join("forged"))
         assert intruder.close_code() == p.CloseCode.BAD_TOKEN
-        after = _scrape(live_server)
+        after = scrape_server(live_server)
     finally:
         a.close()
         b.close()

@@ -14,7 +14,29 @@ from wire import protocol as p
 _ids = itertools.count()
 
 
-class MeetingClient:
+class Messages:
+    """Waiting for messages, for a test client with `recv(timeout)`, `received` and `user_id`."""
+
+    def expect(self, kind, timeout: float = 5.0, where=lambda m: True):
+        """Read until a message of `kind` matching `where` arrives; fail after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.recv(left)
+            if isinstance(msg, kind) and where(msg):
+                return msg
+        raise AssertionError(f"{self.user_id}: no {kind.__name__} within {timeout} s; got {self.received[-5:]}")
+
+    def drain(self, seconds: float) -> list:
+        """Everything that arrives within `seconds`."""
+        out, deadline = [], time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.recv(left)
+            if msg is not None:
+                out.append(msg)
+        return out
+
+
+class MeetingClient(Messages):
     def __init__(self, server, room_id: str, user_id: str | None = None, join: bool = True,
                  display_name: str | None = None):
         self.server, self.room_id = server, room_id
@@ -61,24 +83,6 @@ class MeetingClient:
         msg = p.decode_server(raw)
         self.received.append(msg)
         return msg
-
-    def expect(self, kind, timeout: float = 5.0, where=lambda m: True):
-        """Read until a message of `kind` matching `where` arrives; fail after `timeout`."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            msg = self.recv(left)
-            if isinstance(msg, kind) and where(msg):
-                return msg
-        raise AssertionError(f"{self.user_id}: no {kind.__name__} within {timeout} s; got {self.received[-5:]}")
-
-    def drain(self, seconds: float) -> list:
-        """Everything that arrives within `seconds`."""
-        out, deadline = [], time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            msg = self.recv(left)
-            if msg is not None:
-                out.append(msg)
-        return out
 
     def close_code(self, timeout: float = 5.0) -> int | None:
         """Wait for the server to close the socket; its close code."""

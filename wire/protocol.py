@@ -236,6 +236,12 @@ def bundle(messages: list[bytes]) -> bytes:
     return msgpack.packb([VERSION, MsgType.BUNDLE, messages], use_bin_type=True)
 
 
+def unbundle(data: bytes) -> list[Message]:
+    """A server's data-channel message, decoded: a BUNDLE's messages, or the one message it is."""
+    msg = decode_server(data)
+    return [decode_server(m) for m in msg.messages] if isinstance(msg, Bundle) else [msg]
+
+
 def relay_pose(data: bytes, slot: int) -> bytes:
     """The hot path: a validated pose payload stamped with its sender, encoded once for every receiver."""
     return msgpack.packb([VERSION, MsgType.POSE, data, slot], use_bin_type=True)

@@ -81,6 +81,15 @@ def _month_end(day: dt.date) -> dt.date:
     return first_next - dt.timedelta(days=1)
 
 
+def _next_date(day: dt.date, month: int, number: int) -> dt.date | None:
+    """The next `month`/`number` from `day` on (this year's, or next year's once it has passed); None if no such date."""
+    try:
+        candidate = dt.date(day.year, month, number)
+    except ValueError:
+        return None
+    return candidate if candidate >= day else candidate.replace(year=day.year + 1)
+
+
 def _day_of_month(day: dt.date, n: int) -> dt.date | None:
     try:
         candidate = day.replace(day=n)
@@ -115,11 +124,7 @@ def _resolve_en(said: str, day: dt.date) -> dt.date | None:
     if m:
         name, number = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
         month = next(i for i, full in enumerate(MONTHS, 1) if full.startswith(name[:3]))
-        try:
-            candidate = dt.date(day.year, month, int(number))
-        except ValueError:
-            return None
-        return candidate if candidate >= day else candidate.replace(year=day.year + 1)
+        return _next_date(day, month, int(number))
     m = re.search(r"\b(\d{1,2})(?:st|nd|rd|th)\b", said)
     if m:
         return _day_of_month(day, int(m.group(1)))
@@ -164,11 +169,7 @@ def _resolve_zh(said: str, day: dt.date) -> dt.date | None:
         return target if target >= day else target + dt.timedelta(days=7)
     m = re.search(rf"({_ZH_NUM})月({_ZH_NUM})[日号]", said)
     if m:
-        try:
-            candidate = dt.date(day.year, _zh_number(m.group(1)), _zh_number(m.group(2)))
-        except ValueError:
-            return None
-        return candidate if candidate >= day else candidate.replace(year=day.year + 1)
+        return _next_date(day, _zh_number(m.group(1)), _zh_number(m.group(2)))
     m = re.search(rf"({_ZH_NUM})[日号]", said)
     if m:
         return _day_of_month(day, _zh_number(m.group(1)))
