@@ -177,7 +177,7 @@ def _check(s: Settings) -> list[str]:
     except ValueError as exc:
         errors.append(f"AVATAR_QUALITY_TIERS={s.QUALITY_TIERS!r}: {exc}")
     try:
-        servers = json.loads(s.RTC_ICE_SERVERS or "[]")
+        servers = s.ice_servers
         if not isinstance(servers, list) or not all(isinstance(x, dict) and x.get("urls") for x in servers):
             raise ValueError
     except ValueError:

@@ -28,7 +28,7 @@ import urllib.request
 import numpy as np
 
 from bench.posegen import pose_sequence, quantized
-from bench.rtcload import next_on_grid
+from bench.rtcload import join_rtc, next_on_grid
 from bench.stats import machine
 from wire import posedata
 from wire import protocol as p
@@ -151,29 +151,13 @@ class Client:
                                                                          "user_id": f"u{self.index}"})
         self.token = body["token"]
         if self.transport == "rtc":
-            await self._rtc(body["rtc"]["url"])
+            self.pc, self.control, self.pose = await join_rtc(lambda path, b: (200, api("POST", path, b)),
+                                                              body["rtc"]["url"], self.token, self._on_data)
         else:
             from websockets.asyncio.client import connect
             self.ws = await connect(f"ws://{SERVER_IP}:{PORT}{body['ws_url']}", compression=None, max_size=None)
             asyncio.get_running_loop().create_task(self._ws_reader())
             await self.ws.send(p.encode(p.Join(self.token)))
-
-    async def _rtc(self, url: str) -> None:
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.control = self.pc.createDataChannel("control")
-        self.pose = self.pc.createDataChannel("pose", ordered=False, maxRetransmits=0)
-        for channel in (self.control, self.pose):
-            channel.on("message", self._on_data)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        answer = await asyncio.to_thread(api, "POST", url, {"token": self.token, "sdp": self.pc.localDescription.sdp,
-                                                            "type": "offer"})
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-        for _ in range(300):
-            if self.control.readyState == "open":
-                break
-            await asyncio.sleep(0.05)
-        self.control.send(p.encode(p.Join(self.token)))
 
     async def _ws_reader(self) -> None:
         try:

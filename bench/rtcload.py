@@ -11,6 +11,7 @@ import json
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable
 
 from bench.loadgen import LoadWorker, PoseCounting
 from wire import posedata
@@ -38,24 +39,8 @@ class RtcParticipant(PoseCounting):
         self.grid: tuple[float, float] | None = None     # (a moment to send at, the period), from the server's TICK
 
     async def connect(self, host: str, port: int) -> None:
-        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.control = self.pc.createDataChannel("control", ordered=True)
-        self.pose = self.pc.createDataChannel("pose", ordered=False, maxRetransmits=0)
-        self.control.on("message", self.on_message)
-        self.pose.on("message", self.on_message)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        body = {"token": self.token, "sdp": self.pc.localDescription.sdp, "type": "offer"}
-        status, answer = await asyncio.to_thread(_post, host, port, self.rtc_url, body)
-        if status != 200:
-            raise RuntimeError(f"offer refused: HTTP {status} {answer}")
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
-        opened = asyncio.get_running_loop().create_future()
-        self.control.on("open", lambda: opened.done() or opened.set_result(None))
-        if self.control.readyState == "open":
-            opened.set_result(None)
-        await asyncio.wait_for(opened, 15)
-        self.control.send(p.encode(p.Join(self.token)))
+        self.pc, self.control, self.pose = await join_rtc(lambda url, body: _post(host, port, url, body),
+                                                          self.rtc_url, self.token, self.on_message)
 
     # --- receiving ---------------------------------------------------------------------------
 
@@ -103,6 +88,32 @@ class RtcParticipant(PoseCounting):
         nxt = self.t0 + self.k * self.period if self.grid is None else next_on_grid(time.monotonic(), *self.grid)
         if nxt < self.stop_at:
             self.worker.loop.call_at(nxt, self._tick)
+
+
+async def join_rtc(post: Callable[[str, dict], tuple[int, dict]], url: str, token: str,
+                   on_message: Callable) -> tuple:
+    """Join a room over WebRTC as the page does: two data channels ("control" reliable and ordered, "pose"
+    unordered without retransmission), the offer POSTed to `url` (with `post(url, body)` -> (status, answer), run
+    in a thread), JOIN on "control" once it opens. Returns (peer connection, control, pose)."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    control = pc.createDataChannel("control", ordered=True)
+    pose = pc.createDataChannel("pose", ordered=False, maxRetransmits=0)
+    control.on("message", on_message)
+    pose.on("message", on_message)
+    await pc.setLocalDescription(await pc.createOffer())
+    body = {"token": token, "sdp": pc.localDescription.sdp, "type": "offer"}
+    status, answer = await asyncio.to_thread(post, url, body)
+    if status != 200:
+        raise RuntimeError(f"offer refused: HTTP {status} {answer}")
+    await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+    opened = asyncio.get_running_loop().create_future()
+    control.on("open", lambda: opened.done() or opened.set_result(None))
+    if control.readyState == "open":
+        opened.set_result(None)
+    await asyncio.wait_for(opened, 15)
+    control.send(p.encode(p.Join(token)))
+    return pc, control, pose
 
 
 def next_on_grid(now: float, origin: float, period: float) -> float:
