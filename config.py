@@ -41,6 +41,14 @@ class Settings:
     CHAT_BURST: float = _key(20.0, 1.0, 10000.0)    # … and in a burst; more get an ERROR "rate_limited"
     EMPTY_ROOM_TTL: float = _key(300.0, 0.0)        # seconds an empty room stays open
     CREATE_API_KEY: str = ""           # when set, POST /api/meeting/create needs `Authorization: Bearer <key>`
+    # Several processes (docs/SCALING.md): rooms, members and frames shared through Redis
+    REDIS_URL: str = ""                # redis://host:port/db; empty: rooms live in this process only (a restart ends them)
+    REDIS_PREFIX: str = "avatar"       # the prefix of every Redis key and channel (several deployments, one Redis)
+    REDIS_HEARTBEAT: float = _key(1.0, 0.1, 30.0)   # seconds between a process's heartbeats; 3 missed: it is dead,
+                                                    # its participants are away (RESUME_GRACE) and its AI hosts move
+    REDIS_RETRY: float = _key(3.0, 0.0, 60.0)       # seconds chat and presence are re-sent to a process that has
+                                                    # not (re)subscribed yet (Redis restarting), then dropped
+    WORKERS: int = _key(1, 1, 64)      # gunicorn worker processes; more than one needs REDIS_URL
     # Data channels
     JOIN_TOKEN_TTL: int = _key(60, 5, 86400)        # seconds a join token is valid (and a reservation waits)
     JOIN_TOKEN_AUDIENCE: str = "avatar-meeting"     # the `aud` claim join tokens must carry
@@ -138,7 +146,7 @@ def load(overrides: dict | None = None, base: Settings = DEFAULTS, environ: dict
     errors += _check(settings)
     if errors:
         raise SettingsError("bad settings:\n  " + "\n  ".join(errors))
-    if not settings.SECRET_KEY:
+    if not settings.SECRET_KEY and not settings.REDIS_URL:
         settings = dataclasses.replace(settings, SECRET_KEY=secrets.token_hex(32))
     return settings
 
@@ -169,6 +177,12 @@ def _check(s: Settings) -> list[str]:
             errors.append(f"AVATAR_{name}={value!r}: must be at least {meta['lo']}")
         if meta.get("hi") is not None and value > meta["hi"]:
             errors.append(f"AVATAR_{name}={value!r}: must be at most {meta['hi']}")
+    if s.REDIS_URL and not s.SECRET_KEY:
+        errors.append("AVATAR_SECRET_KEY: must be set with AVATAR_REDIS_URL (every process checks the others' join tokens)")
+    if s.WORKERS > 1 and not s.REDIS_URL:
+        errors.append(f"AVATAR_WORKERS={s.WORKERS}: more than one worker needs AVATAR_REDIS_URL (rooms are shared there)")
+    if s.REDIS_URL and not s.REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+        errors.append(f"AVATAR_REDIS_URL={s.REDIS_URL!r}: must be redis://host:port/db, rediss://… or unix://…")
     if s.SECRET_KEY and len(s.SECRET_KEY.encode()) < 32:
         errors.append("AVATAR_SECRET_KEY: must be at least 32 bytes (it signs HS256 join tokens)")
     try:

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 import config as config_module
 from connect import api, pages, websocket
 from connect.reader import SocketReader
+from connect.redisbus import RedisBus
 from connect.rtc import RtcService
 from connect.tokens import JoinTokens
 from connect.writer import SocketWriter
@@ -43,6 +44,7 @@ class Services:
     metrics: Metrics | None = None
     sampler: Sampler | None = None
     draining: bool = False                 # shutting down: no new joins (/ready says so)
+    bus: RedisBus | None = None            # with REDIS_URL: rooms shared with other processes
 
     def drain(self, timeout: float = 3.0) -> None:
         """Shutting down (SIGTERM): refuse new joins, tell every participant to come back (1012; the page rejoins
@@ -51,15 +53,21 @@ class Services:
         rooms = self.manager.rooms()
         log.info("draining: %d rooms, telling %d participants to reconnect", len(rooms),
                  sum(r.connected_count for r in rooms))
+        for room in rooms:                # with Redis their places stay there: they resume in another process
+            for member in room.local_participants():
+                if self.bus is not None and member.channel is not None and not member.is_host:
+                    channel = member.channel
+                    if room.detach(member):
+                        channel.close(CloseCode.RESTARTING, "server restarting: join again")
         if self.rtc is not None:
             self.rtc.close_all(CloseCode.RESTARTING, "server restarting: join again", timeout)
         for room in rooms:
-            for member in room.participants():
+            for member in room.local_participants():
                 if member.channel is not None and not member.is_host:
                     member.channel.close(CloseCode.RESTARTING, "server restarting: join again")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(m.connected and not m.is_host
-                                                  for r in self.manager.rooms() for m in r.participants()):
+                                                  for r in self.manager.rooms() for m in r.local_participants()):
             time.sleep(0.05)
 
     def jitsi_script_url(self) -> str:
@@ -79,15 +87,22 @@ def create_app(config: dict | None = None) -> Flask:
     app = Flask(__name__, static_folder=str(ROOT / "static"), template_folder=str(ROOT / "templates"))
     app.config.update(settings.as_dict())
     app.config["MAX_CONTENT_LENGTH"] = settings.MAX_JSON_BYTES
+    bus = None
+    if settings.REDIS_URL:
+        bus = RedisBus(settings.REDIS_URL, settings.REDIS_PREFIX, settings.REDIS_HEARTBEAT, settings.REDIS_RETRY,
+                       settings.JOIN_TOKEN_TTL, settings.RESUME_GRACE).start()
     app.extensions["avatar"] = Services(
         config=settings,
-        manager=MeetingManager(MeetingSettings.of(settings)),
-        tokens=JoinTokens(settings["SECRET_KEY"], settings["JOIN_TOKEN_TTL"], settings["JOIN_TOKEN_AUDIENCE"]),
+        manager=MeetingManager(MeetingSettings.of(settings), bus=bus),
+        tokens=JoinTokens(settings["SECRET_KEY"], settings["JOIN_TOKEN_TTL"], settings["JOIN_TOKEN_AUDIENCE"],
+                          spent=bus),
         writer=SocketWriter(settings["WS_PING_INTERVAL"]),
         reader=SocketReader(),
-        hosts=HostManager(settings),
-        static_version=_static_version())
+        hosts=HostManager(settings, bus),
+        static_version=_static_version(),
+        bus=bus)
     services = app.extensions["avatar"]
+    services.manager.on_open.append(lambda room: services.hosts.open(room, room.wants_host))
     services.rtc = RtcService(settings, services) if settings["RTC_ENABLED"] else None
     services.manager.on_close.append(services.hosts.close)
     services.metrics = Metrics()

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from connect.rtc import RtcError
 from connect.tokens import JoinClaim, TokenError
-from meeting.agenda import AgendaClock, AgendaError, parse_agenda
+from meeting.agenda import AgendaError, parse_agenda
 from meeting.errors import InvalidRequest, MeetingError, NotInRoom, RoomNotFound
 from meeting.room import JitsiRoom
 
@@ -18,7 +18,7 @@ minutes_bp = Blueprint("minutes", __name__, url_prefix="/api/minutes")
 stats_bp = Blueprint("stats", __name__, url_prefix="/api/stats")
 STATUS = {"room_exists": 409, "room_not_found": 404, "room_full": 409, "user_already_in_room": 409,
           "not_in_room": 404, "bad_request": 400, "bad_token": 403, "rtc_disabled": 404,
-          "unauthorized": 401, "draining": 503}
+          "unauthorized": 401, "draining": 503, "backplane_unavailable": 503}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LANGUAGES = ("en", "zh")
 
@@ -110,9 +110,8 @@ def create():
     except AgendaError as exc:
         raise InvalidRequest(str(exc)) from None
     room = svc.manager.create_room(_field(body, "user_id", str), _field(body, "room_id", str, False),
-                                   _field(body, "max_participants", int, False))
-    room.language, room.agenda = language, AgendaClock(items)
-    svc.hosts.open(room, with_host and svc.config["HOST_ENABLED"])
+                                   _field(body, "max_participants", int, False), language=language, agenda=items,
+                                   with_host=with_host and svc.config["HOST_ENABLED"])
     return jsonify(success=True, room_id=room.room_id, max_participants=room.max_participants,
                    created_by=room.created_by, language=language, agenda=_agenda(room),
                    host=_host(room.room_id), page_url=f"/meeting/{room.room_id}"), 201
@@ -180,7 +179,7 @@ def room_info(room_id: str):
                    max_participants=room.max_participants, count=room.humans, connected=room.connected_count,
                    tier=_tier(room), participants=[
                        {"user_id": m.user_id, "display_name": m.display_name, "slot": m.slot,
-                        "connected": m.connected, "is_host": m.is_host} for m in room.participants()])
+                        "connected": m.online, "is_host": m.is_host} for m in room.participants()])
 
 
 @bp.get("")

@@ -70,6 +70,8 @@ class MeetingSession:
         except RoomFull as exc:
             raise SessionEnd(C.ROOM_FULL, exc.message) from None
         except MeetingError as exc:
+            if exc.code == "backplane_unavailable":          # Redis is away: come back in a moment
+                raise SessionEnd(C.RESTARTING, exc.message) from None
             raise SessionEnd(C.BAD_TOKEN, exc.message) from None
 
     def _serve(self, data: bytes) -> None:

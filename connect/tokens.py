@@ -37,11 +37,12 @@ class JoinClaim:
 
 
 class JoinTokens:
-    def __init__(self, secret: str, ttl: int, audience: str = "avatar-meeting", leeway: float = 0.0):
+    def __init__(self, secret: str, ttl: int, audience: str = "avatar-meeting", leeway: float = 0.0, spent=None):
+        """`spent`: where used tokens are remembered (SpentTokens in this process; with Redis, shared by all)."""
         if not secret:
             raise ValueError("join tokens need a secret")
         self._secret, self.ttl, self.audience, self.leeway = secret, ttl, audience, leeway
-        self._spent = SpentTokens()
+        self._spent = spent or SpentTokens()
 
     def issue(self, room_id: str, user_id: str, jti: str, display_name: str | None = None, ttl: int | None = None) -> str:
         now = int(time.time())

@@ -1,6 +1,7 @@
 """The meeting manager: creates, finds and closes rooms, and joins and removes participants."""
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -9,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from config import DEFAULTS, Settings
+from meeting.agenda import AgendaClock, parse_agenda
 from meeting.errors import InvalidRequest, RoomExists, RoomNotFound
 from meeting.participant import Participant
 from meeting.quality import QualityPolicy
@@ -37,8 +39,14 @@ class MeetingSettings(RoomLimits):
 
 
 class MeetingManager:
-    def __init__(self, settings: MeetingSettings | None = None, clock=time.monotonic):
+    """The rooms of this process. With a `bus` (connect.redisbus.RedisBus) rooms are kept in Redis: one created
+    through another process is opened here when someone asks for it, and its members and frames are shared."""
+
+    def __init__(self, settings: MeetingSettings | None = None, clock=time.monotonic, bus=None):
         self.settings = settings or MeetingSettings()
+        self.bus = bus
+        self._opening = threading.Lock()
+        self.on_open: list = []              # callables(room) told when a room is opened here (created or loaded)
         self.policy = QualityPolicy.parse(self.settings.tiers, self.settings.tier_hysteresis)
         self.clock = clock
         self._rooms: dict[str, JitsiRoom] = {}
@@ -46,8 +54,8 @@ class MeetingManager:
         self.on_close: list = []             # callables(room_id) told when a room closes
         self.traffic = Traffic()             # what every room of this manager carried (monitor.metrics reads it)
 
-    def create_room(self, created_by: str, room_id: str | None = None,
-                    max_participants: int | None = None) -> JitsiRoom:
+    def create_room(self, created_by: str, room_id: str | None = None, max_participants: int | None = None, *,
+                    language: str = "en", agenda: list | None = None, with_host: bool = False) -> JitsiRoom:
         check_id("user_id", created_by)
         if room_id is None:
             room_id = secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
@@ -56,21 +64,53 @@ class MeetingManager:
         size = self.settings.default_max_participants if max_participants is None else max_participants
         if not 2 <= size <= cap:
             raise InvalidRequest(f"max_participants must be between 2 and {cap}")
-        s = self.settings
-        with self._lock:
-            closed = self._sweep_locked()
-            taken = room_id in self._rooms
-            if not taken:
-                room = self._rooms[room_id] = JitsiRoom(room_id, size, self.policy, created_by, s, self.clock,
-                                                                  self.traffic)
-        self._closed(closed)
-        if taken:
-            raise RoomExists(f"room {room_id!r} already exists")
+        room = JitsiRoom(room_id, size, self.policy, created_by, self.settings, self.clock, self.traffic)
+        room.language, room.agenda, room.wants_host = language, AgendaClock(agenda), with_host
+        with self._opening:
+            with self._lock:
+                closed = self._sweep_locked()
+                taken = room_id in self._rooms
+            self._closed(closed)
+            if not taken and self.bus is not None:
+                taken = not self.bus.create_room(room_id, _meta(room))
+                if not taken:
+                    self.bus.open(room)
+            if taken:
+                raise RoomExists(f"room {room_id!r} already exists")
+            with self._lock:
+                self._rooms[room_id] = room
         log.info("room %s created by %s (max %d)", room_id, created_by, size)
+        self._opened(room)
         return room
+
+    def _load(self, room_id: str) -> JitsiRoom | None:
+        """A room kept in Redis, opened in this process (once)."""
+        with self._opening:
+            room = self._rooms.get(room_id)
+            if room is not None:
+                return room
+            meta = self.bus.load_room(room_id)
+            if meta is None:
+                return None
+            room = JitsiRoom(room_id, int(meta["max"]), self.policy, meta["created_by"], self.settings, self.clock,
+                             self.traffic)
+            room.created_at, room.language = float(meta["created_at"]), meta["language"]
+            room.agenda, room.wants_host = AgendaClock(parse_agenda(json.loads(meta["agenda"]))), meta["host"] == "1"
+            self.bus.open(room)
+            with self._lock:
+                self._rooms[room_id] = room
+        log.info("room %s opened here (created by %s through another process)", room_id, room.created_by)
+        self._opened(room)
+        return room
+
+    def _opened(self, room: JitsiRoom) -> None:
+        for callback in self.on_open:
+            callback(room)
 
     def get_room(self, room_id: str) -> JitsiRoom:
         room = self._rooms.get(room_id)
+        if room is None and self.bus is not None:
+            room = self._load(room_id)
         if room is None:
             raise RoomNotFound(f"room {room_id!r} does not exist")
         return room
@@ -118,11 +158,20 @@ class MeetingManager:
 
     def _closed(self, room_ids: list[str]) -> None:
         for room_id in room_ids:
+            if self.bus is not None:
+                self.bus.release(room_id)
+                self.bus.close_room(room_id)
             for callback in self.on_close:
                 try:
                     callback(room_id)
                 except Exception:                  # one listener's failure must not fail the request
                     log.exception("room %s: on_close callback failed", room_id)
+
+
+def _meta(room: JitsiRoom) -> dict:
+    return {"created_by": room.created_by, "created_at": repr(room.created_at), "max": room.max_participants,
+            "language": room.language, "host": "1" if room.wants_host else "0",
+            "agenda": json.dumps([{"title": i.title, "minutes": i.minutes} for i in room.agenda.items])}
 
 
 def check_id(name: str, value: object) -> str:

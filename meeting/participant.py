@@ -59,6 +59,16 @@ class Participant:
     last_delta: bytes | None = None
     away_since: float | None = None     # its channel dropped without a close: its place is kept for a while
     jtis: set[str] = field(default_factory=set)    # the ids of every token it joined or resumed with
+    worker: str | None = None           # connected through another process (Redis): that process's id
+
+    @property
+    def remote(self) -> bool:
+        return self.worker is not None
+
+    @property
+    def online(self) -> bool:
+        """Connected here or through another process."""
+        return self.channel is not None or self.worker is not None
 
     @property
     def connected(self) -> bool:

@@ -61,6 +61,33 @@ class RoomListener(Protocol):
     def members_changed(self, humans: int) -> None: ...
 
 
+class RoomLink(Protocol):
+    """The room's tie to the same room in other processes (connect.redisbus, with REDIS_URL): membership and slots
+    agreed there, and what happens here told there. Called under the room's lock where membership changes; never
+    blocks on the network for frames (they are queued)."""
+
+    def reserve(self, user_id: str, display_name: str, is_host: bool, nonce: str, max_humans: int) -> int:
+        """A slot for a new reservation (raises RoomFull, UserAlreadyInRoom)."""
+
+    def claim(self, user_id: str, nonce: str) -> Participant | None:
+        """A reservation with `nonce` made through another process (an HTTP join there, or a participant of a
+        process that went away), now this process's; None when there is none."""
+
+    def attached(self, member: Participant) -> None: ...
+
+    def away(self, member: Participant) -> None: ...
+
+    def left(self, member: Participant, announce: bool) -> None: ...
+
+    def pose(self, slot: int, frame: bytes, key: bool) -> None: ...
+
+    def ordered(self, slot: int, message: bytes) -> None: ...
+
+    def chat(self, slot: int, text: str, ts_ms: int) -> None: ...
+
+    def audio(self, slot: int, message: bytes) -> None: ...
+
+
 class JitsiRoom:
     """A room of up to `max_participants`. A participant is reserved by the HTTP join and connected when
     its data channel attaches; only connected participants count for the tier and receive frames."""
@@ -81,6 +108,10 @@ class JitsiRoom:
         self.language = "en"
         self.agenda = AgendaClock()                        # set by the API; started by whoever keeps it
         self.attendance: list[Attendance] = []             # who was here and when, in the order they came
+        self.wants_host = False                            # an AI host was asked for (it may run in another process)
+        self.link: RoomLink | None = None                  # the same room in other processes (Redis)
+        self._remote: dict[str, Participant] = {}          # connected through other processes, by user id …
+        self._remote_slots: dict[int, Participant] = {}    # … and by slot
 
     # --- membership ---------------------------------------------------------------------------
 
@@ -88,11 +119,15 @@ class JitsiRoom:
         with self._lock:
             if user_id in self._members:
                 raise UserAlreadyInRoom(f"user {user_id!r} is already in room {self.room_id!r}")
+            nonce = nonce or secrets.token_urlsafe(12)
             if not is_host and self.humans >= self.max_participants:
                 raise RoomFull(f"room {self.room_id!r} is full ({self.max_participants} participants)")
-            used = {m.slot for m in self._members.values()}
-            slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)
-            member = Participant(user_id, display_name, slot, nonce or secrets.token_urlsafe(12), self.clock(), is_host)
+            if self.link is not None:
+                slot = self.link.reserve(user_id, display_name, is_host, nonce or "", self.max_participants)
+            else:
+                used = {m.slot for m in self._members.values()}
+                slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)
+            member = Participant(user_id, display_name, slot, nonce, self.clock(), is_host)
             member.outbox.max_ordered = self.limits.outbox_limit
             member.chat_limiter = RateLimiter(self.limits.chat_rate, self.limits.chat_burst, self.clock)
             self._members[user_id] = member
@@ -105,6 +140,8 @@ class JitsiRoom:
         none (a token minted by an application's backend, or one whose reservation lapsed)."""
         with self._lock:
             member = self._members.get(user_id)
+            if member is None and self.link is not None:
+                member = self._adopt(user_id, nonce)
             if member is None:
                 return self.reserve(user_id, display_name or user_id, nonce=nonce)
             if member.nonce != nonce:
@@ -117,6 +154,23 @@ class JitsiRoom:
                     raise UserAlreadyInRoom(f"user {user_id!r} already has a channel open in room {self.room_id!r}")
                 old.close(p.CloseCode.DUPLICATE, "resumed on another connection")
             return member
+
+    def _adopt(self, user_id: str, nonce: str) -> Participant | None:
+        """A reservation made through another process, or the place of a participant of a process that went away,
+        taken over here (under the lock). The others keep seeing it: its stay goes on."""
+        member = self.link.claim(user_id, nonce)
+        if member is None:
+            return None
+        member.reserved_at = self.clock()
+        member.outbox.max_ordered = self.limits.outbox_limit
+        member.chat_limiter = RateLimiter(self.limits.chat_rate, self.limits.chat_burst, self.clock)
+        known = self._remote.pop(user_id, None)
+        if known is not None:                        # it was connected elsewhere: it resumes here
+            self._remote_slots.pop(known.slot, None)
+            member.last_key, member.last_delta = known.last_key, known.last_delta
+            member.away_since = self.clock()
+        self._members[user_id] = member
+        return member
 
     def attach(self, user_id: str, nonce: str, channel: DataChannel, resume: str = "",
                next_nonce: str | None = None) -> Participant:
@@ -133,7 +187,10 @@ class JitsiRoom:
                 member.nonce = next_nonce
                 member.jtis.add(next_nonce)
             if member.away:
-                return self._resume(member, channel, resume)
+                self._resume(member, channel, resume)
+                if self.link is not None:
+                    self.link.attached(member)
+                return member
             channel.bind(member.outbox)
             member.channel = channel
             member.limiter = RateLimiter(self.tier.fps, self.limits.rate_burst, self.clock)
@@ -146,6 +203,8 @@ class JitsiRoom:
             self._retier(force_to=member)
             self._record_stay(member)
             self._catch_up(member)
+            if self.link is not None:
+                self.link.attached(member)
         log.info("room %s: %s connected (slot %d, %d connected)", self.room_id, user_id, member.slot,
                  len(self._connected))
         self._members_changed()
@@ -154,7 +213,7 @@ class JitsiRoom:
     def _catch_up(self, member: Participant) -> None:
         """Who is here and everyone's latest face, for a participant that just (re)connected."""
         member.send(p.encode(p.PresenceMsg(p.Presence.SNAPSHOT, self.members())))
-        for other in self._connected:
+        for other in self._connected + tuple(self._remote.values()):
             if other is member:
                 continue
             if other.last_key is not None:
@@ -169,9 +228,12 @@ class JitsiRoom:
         member.away_since = None
         channel.bind(member.outbox)
         member.channel = channel
+        if member not in self._connected:         # taken over from another process (Redis): it fans out here now
+            self._connected = self._connected + (member,)
+            member.limiter = RateLimiter(self.tier.fps, self.limits.rate_burst, self.clock)
         member.send(p.encode(p.Welcome(member.slot, self.room_id, resume)))
         tier = self.tier
-        member.send(p.encode(p.Tier(tier.index, tier.fps, tier.bits, len(self._connected))))
+        member.send(p.encode(p.Tier(tier.index, tier.fps, tier.bits, self.connected_count)))
         self._catch_up(member)
         for message in missed:
             member.send(message)
@@ -190,6 +252,8 @@ class JitsiRoom:
             member.channel.bind(None)           # the outbox waits for the channel it resumes on, not this one
             member.channel = None
             member.away_since = self.clock()
+            if self.link is not None:
+                self.link.away(member)
         log.info("room %s: %s dropped, its place is kept for %.0f s", self.room_id, member.user_id, grace)
         self.hear_audio_end(member)
         timer = threading.Timer(grace + 0.05, self.expire_away, (member, grace))
@@ -228,6 +292,8 @@ class JitsiRoom:
             member.channel, member.away_since = None, None
             if was_connected:
                 self._end_stay(member)
+            if self.link is not None:
+                self.link.left(member, announce=was_connected)
             if not self.humans:
                 self.emptied_at = self.clock()
         log.info("room %s: %s left (%d connected)", self.room_id, user_id, len(self._connected))
@@ -253,13 +319,16 @@ class JitsiRoom:
         return next((s.joined_at for s in self.attendance if not s.is_host), None)
 
     def present(self) -> list[Participant]:
-        """The people connected now (not the host), in the order they arrived."""
-        return [m for m in self._connected if not m.is_host]
+        """The people connected now (not the host), here and through other processes."""
+        return [m for m in self._online() if not m.is_host]
+
+    def _online(self) -> tuple[Participant, ...]:
+        return self._connected + tuple(self._remote.values()) if self._remote else self._connected
 
     @property
     def connected_humans(self) -> int:
         """Connected participants that are people (read it where it is used: a count passed on can be stale)."""
-        return sum(not m.is_host for m in self._connected)
+        return sum(not m.is_host for m in self._online())
 
     def _members_changed(self) -> None:
         humans = self.connected_humans
@@ -267,13 +336,17 @@ class JitsiRoom:
             listener.members_changed(humans)
 
     def hear_audio(self, sender: Participant, audio: p.Audio) -> None:
-        """A participant's microphone: for the room's listeners (the AI host) only."""
+        """A participant's microphone: for the room's listeners (the AI host, wherever it runs) only."""
         for listener in self.listeners:
             listener.heard_audio(sender, audio)
+        if self.link is not None and not sender.remote:
+            self.link.audio(sender.slot, p.encode(audio))
 
     def hear_audio_end(self, sender: Participant) -> None:
         for listener in self.listeners:
             listener.heard_audio_end(sender)
+        if self.link is not None and not sender.remote:
+            self.link.audio(sender.slot, p.encode(p.AudioStop()))
 
     def get(self, user_id: str) -> Participant | None:
         return self._members.get(user_id)
@@ -297,17 +370,22 @@ class JitsiRoom:
 
     @property
     def humans(self) -> int:
-        """Participants that are people (reserved or connected): the AI host does not take a place."""
-        return sum(not m.is_host for m in self._members.values())
+        """Participants that are people (reserved or connected, here or elsewhere): the AI host takes no place."""
+        return sum(not m.is_host for m in self._members.values()) + sum(not m.is_host for m in self._remote.values())
 
     @property
     def connected_count(self) -> int:
-        return len(self._connected)
+        return len(self._connected) + len(self._remote)
 
     def members(self) -> tuple[p.Member, ...]:
-        return tuple(self._member_info(m) for m in self._connected)
+        return tuple(self._member_info(m) for m in self._online())
 
     def participants(self) -> list[Participant]:
+        """Everyone here (reserved or connected) and everyone connected through other processes."""
+        with self._lock:
+            return list(self._members.values()) + list(self._remote.values())
+
+    def local_participants(self) -> list[Participant]:
         with self._lock:
             return list(self._members.values())
 
@@ -316,10 +394,11 @@ class JitsiRoom:
         return p.Member(m.slot, m.user_id, m.display_name, m.is_host)
 
     def _retier(self, force_to: Participant | None = None) -> None:
-        tier = self.policy.tier_for(len(self._connected), self.tier)
+        count = self.connected_count
+        tier = self.policy.tier_for(count, self.tier)
         changed = tier != self.tier
         self.tier = tier
-        message = p.encode(p.Tier(tier.index, tier.fps, tier.bits, len(self._connected)))
+        message = p.encode(p.Tier(tier.index, tier.fps, tier.bits, count))
         for member in self._connected:
             if changed:
                 if member.limiter is not None:
@@ -329,7 +408,7 @@ class JitsiRoom:
                 member.send(message)
         if changed:
             log.info("room %s: tier %d (%d fps, %d bits) for %d connected", self.room_id, tier.index, tier.fps,
-                     tier.bits, len(self._connected))
+                     tier.bits, count)
 
     # --- fan-out ------------------------------------------------------------------------------
 
@@ -348,10 +427,17 @@ class JitsiRoom:
         for member in self._connected:
             if member is not sender:
                 member.send_pose(sender.slot, frame, key)
+        if self.link is not None:
+            self.link.pose(sender.slot, frame, key)
         return True
 
     def broadcast(self, sender: Participant | None, message: bytes) -> None:
-        """An ordered message (chat, viseme …) to everyone connected but the sender."""
+        """An ordered message (viseme, the host's voice and status …) to everyone connected but the sender."""
+        self._send_here(sender, message)
+        if self.link is not None:
+            self.link.ordered(sender.slot if sender else -1, message)
+
+    def _send_here(self, sender: Participant | None, message: bytes) -> None:
         for member in self._connected:
             if member is not sender:
                 member.send(message)
@@ -362,7 +448,121 @@ class JitsiRoom:
             self.traffic.add("drop.chat_rate")
             return None
         chat = p.Chat(text, sender.slot, int(time.time() * 1000))
-        self.broadcast(sender, p.encode(chat))
+        self._send_here(sender, p.encode(chat))
+        if self.link is not None:
+            self.link.chat(sender.slot, text, chat.ts_ms)
         for listener in self.listeners:
             listener.heard_chat(sender, chat)
         return chat
+
+    # --- the same room in other processes (told by self.link, on its thread) -----------------
+
+    def remote_attached(self, member: Participant) -> None:
+        """A participant connected through another process (or moved there: the others see nothing)."""
+        with self._lock:
+            known = self._remote.get(member.user_id)
+            if known is not None:
+                known.worker = member.worker
+                return
+            local = self._members.get(member.user_id)
+            known_here = local is not None and local in self._connected
+            if local is not None:             # reserved or connected here before: that copy is stale now
+                self._drop_here(local)
+            self._add_remote(member, announce=not known_here)
+        self._members_changed()
+
+    def _add_remote(self, member: Participant, announce: bool) -> None:
+        self._remote[member.user_id] = member
+        self._remote_slots[member.slot] = member
+        if announce:
+            joined = p.encode(p.PresenceMsg(p.Presence.JOINED, (self._member_info(member),)))
+            self._send_here(None, joined)
+            self._record_stay(member)
+            if not member.is_host:
+                self.emptied_at = None
+        self._retier()
+
+    def _drop_here(self, member: Participant) -> None:
+        """Forget this process's copy of a participant that now lives in another process (no LEFT: it stays)."""
+        if self._members.get(member.user_id) is member:
+            del self._members[member.user_id]
+        if member in self._connected:
+            self._connected = tuple(m for m in self._connected if m is not member)
+        channel, member.channel, member.away_since = member.channel, None, None
+        if channel is not None:
+            channel.bind(None)
+            channel.close(p.CloseCode.DUPLICATE, "resumed on another connection")
+
+    def remote_moved(self, user_id: str, worker: str) -> None:
+        """Another process took over a participant of this one (it resumed there): drop the copy here."""
+        with self._lock:
+            local = self._members.get(user_id)
+            if local is None:
+                return
+            was_online = local in self._connected
+            self._drop_here(local)
+            if was_online:
+                local.worker = worker
+                self._add_remote(local, announce=False)
+        log.info("room %s: %s moved to %s", self.room_id, user_id, worker)
+
+    def remote_left(self, user_id: str) -> None:
+        with self._lock:
+            member = self._remote.pop(user_id, None)
+            if member is None:
+                return
+            self._remote_slots.pop(member.slot, None)
+            self._send_here(None, p.encode(p.PresenceMsg(p.Presence.LEFT, (self._member_info(member),))))
+            self._retier()
+            self._end_stay(member)
+            if not self.humans:
+                self.emptied_at = self.clock()
+        for listener in self.listeners:
+            listener.heard_audio_end(member)
+        self._members_changed()
+
+    def remote_pose(self, slot: int, frame: bytes, key: bool) -> None:
+        sender = self._remote_slots.get(slot)
+        if sender is None:
+            return
+        if key:
+            sender.last_key, sender.last_delta = frame, None
+        else:
+            sender.last_delta = frame
+        for member in self._connected:
+            member.send_pose(slot, frame, key)
+
+    def remote_ordered(self, message: bytes) -> None:
+        self._send_here(None, message)
+
+    def remote_chat(self, slot: int, text: str, ts_ms: int) -> None:
+        sender = self._remote_slots.get(slot)
+        if sender is None:
+            return
+        chat = p.Chat(text, slot, ts_ms)
+        self._send_here(None, p.encode(chat))
+        for listener in self.listeners:
+            listener.heard_chat(sender, chat)
+
+    def remote_audio(self, slot: int, message: p.Audio | p.AudioStop) -> None:
+        sender = self._remote_slots.get(slot)
+        if sender is None or not self.listeners:
+            return
+        for listener in self.listeners:
+            if isinstance(message, p.Audio):
+                listener.heard_audio(sender, message)
+            else:
+                listener.heard_audio_end(sender)
+
+    def latest_poses(self) -> list[tuple[int, bytes, bool]]:
+        """The latest key frame and delta of everyone connected here (for a process that just subscribed)."""
+        out = []
+        for member in self._connected:
+            if member.last_key is not None:
+                out.append((member.slot, member.last_key, True))
+            if member.last_delta is not None:
+                out.append((member.slot, member.last_delta, False))
+        return out
+
+    def remote_members(self) -> list[Participant]:
+        return list(self._remote.values())

@@ -48,6 +48,15 @@ class Metrics:
         self.host_answers = Counter("avatar_host_answers", "The AI host's answers by outcome", ["outcome"], registry=r)
         self.model_loaded = Gauge("avatar_model_loaded", "1 when a model is loaded in this process", ["model"],
                                   registry=r, multiprocess_mode="livemax")
+        self.redis_subscribed = Gauge("avatar_redis_subscribed", "1 when this process holds its Redis subscriptions "
+                                      "(0: it hears nothing from the other processes); absent without Redis",
+                                      registry=r, multiprocess_mode="livemin")
+        self.redis_rtt = Gauge("avatar_redis_rtt_seconds", "The last heartbeat's round trip to Redis", registry=r,
+                               multiprocess_mode="livemax")
+        self.redis_resubscriptions = Counter("avatar_redis_resubscriptions", "Times a process subscribed again "
+                                             "after losing Redis", registry=r)
+        self.redis_ordered = Counter("avatar_redis_ordered", "Chat and presence events sent again to a process "
+                                     "that missed them (resent) or given up (lost)", ["outcome"], registry=r)
         self.sampled = Gauge("avatar_metrics_sampled_timestamp_seconds", "When this process last sampled its figures",
                              registry=r, multiprocess_mode="livemax")
 
@@ -94,7 +103,7 @@ class Sampler:
             by_transport: Tally = Tally()
             for room in rooms:
                 fps = str(room.tier.fps)
-                for member in room.participants():
+                for member in room.local_participants():
                     counts["out.messages"] += member.outbox.sent
                     counts["drop.stale_pose"] += member.outbox.dropped_poses
                     if member.connected:
@@ -108,6 +117,8 @@ class Sampler:
                 m.participants.labels(transport, fps).set(by_transport.get((transport, fps), 0))
             m.rtc_peers.set(svc.rtc.stats.peers if svc.rtc else 0)
             self._hosts_sample()
+            if svc.bus is not None:
+                self._bus(svc.bus.stats)
             models = svc.hosts.runtime.models
             for key in models.known():
                 m.model_loaded.labels(key).set(1 if models.loaded(key) else 0)
@@ -131,6 +142,19 @@ class Sampler:
                 m.dropped.labels(name).inc(delta)
             elif group == "close":
                 m.closes.labels(name).inc(delta)
+
+    def _bus(self, stats) -> None:
+        m = self.m
+        m.redis_subscribed.set(1 if stats.connected else 0)
+        m.redis_rtt.set(stats.rtt_ms / 1000)
+        for key, value, counter in (("bus.resubscriptions", stats.resubscriptions, m.redis_resubscriptions),
+                                    ("bus.resent", stats.resent, m.redis_ordered.labels("resent")),
+                                    ("bus.lost", stats.lost, m.redis_ordered.labels("lost"))):
+            if value > self._seen[key]:
+                counter.inc(value - self._seen[key])
+                self._seen[key] = value
+            elif key == "bus.resubscriptions":
+                counter.inc(0)                    # the series exists from the start (alerts can use increase())
 
     def _hosts_sample(self) -> None:
         live = {}

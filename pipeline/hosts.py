@@ -25,11 +25,11 @@ class RoomRecorder:
     """Follows every room: keeps its chat in the transcript when it has no host (the host keeps its own), and
     writes the minutes when the last person leaves."""
 
-    def __init__(self, hosts: HostManager, room: JitsiRoom, transcript: Transcript, keep_chat: bool):
-        self.hosts, self.room, self.transcript, self.keep_chat = hosts, room, transcript, keep_chat
+    def __init__(self, hosts: HostManager, record: RoomRecord):
+        self.hosts, self.record, self.room, self.transcript = hosts, record, record.room, record.transcript
 
     def heard_chat(self, member, chat) -> None:
-        if self.keep_chat:
+        if self.record.host is None:
             self.transcript.add(member.user_id, member.display_name, chat.text, "chat")
 
     def heard_audio(self, member, audio) -> None:
@@ -80,8 +80,9 @@ class MinutesStore:
 
 
 class HostManager:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, bus=None):
         self.settings = settings
+        self.bus = bus                         # with Redis: a room's host runs in the process holding its lease
         self.runtime = HostRuntime(settings)
         self.store = MinutesStore(settings["MINUTES_TTL"])
         self._records: dict[str, RoomRecord] = {}
@@ -89,16 +90,21 @@ class HostManager:
         self._preload: concurrent.futures.Future | None = None
 
     def open(self, room: JitsiRoom, with_host: bool) -> RoomRecord:
-        transcript = Transcript()
-        host = None
-        if with_host:
-            host = AIHost(room, self.runtime, transcript, self.minutes_of)
-            host.start()
-        room.listeners.append(RoomRecorder(self, room, transcript, keep_chat=host is None))
-        record = RoomRecord(room, transcript, host)
+        """Follow a room opened in this process; give it its AI host here, or (with Redis) wherever the room's
+        host lease is held, taking it over when that process dies."""
+        record = RoomRecord(room, Transcript(), None)
+        room.listeners.append(RoomRecorder(self, record))
         with self._lock:
             self._records[room.room_id] = record
+        if with_host and (room.link is None or self.bus.want_host(room.room_id, lambda: self._start_host(record))):
+            self._start_host(record)
         return record
+
+    def _start_host(self, record: RoomRecord) -> None:
+        if record.host is None and self._records.get(record.room.room_id) is record:
+            host = AIHost(record.room, self.runtime, record.transcript, self.minutes_of)
+            host.start()
+            record.host = host
 
     def preload(self) -> None:
         """Load the host's models for the default language in the background (once), so that readiness can

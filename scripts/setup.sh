@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus: for promtool, which checks docs/monitoring/alerts.yml (its daemon is not started)
-APT_PACKAGES=(ffmpeg espeak-ng libespeak-ng1 chromium chromium-driver zip nftables iproute2 prometheus)
+# redis-server: the backplane of rooms across processes (scripts/redis.sh starts it; its service is not)
+APT_PACKAGES=(ffmpeg espeak-ng libespeak-ng1 chromium chromium-driver zip nftables iproute2 prometheus redis-server)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

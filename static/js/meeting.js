@@ -17,11 +17,12 @@ import { RtcTransport, WsTransport } from "./transport.js";
 
 const page = JSON.parse($("page-config").textContent);
 const RETRY_CODES = new Set([1001, 1006, 1011, 1012, 4008, 4013]);   // worth an automatic rejoin
-const MAX_RETRIES = 8;                       // with backoff: about 30 s of trying
+const MAX_RETRIES = 20;                      // with backoff: about 30 s of trying
 
 /** Exponential backoff with jitter, so a restarted server is not hit by every page at the same moment. */
 function backoffMs(attempt) {
-  return Math.min(8000, 500 * 2 ** attempt) * (0.5 + Math.random());
+  // at most 2.4 s apart: a restarted server has everyone back within 3 s of listening again
+  return Math.min(1600, 250 * 2 ** attempt) * (0.5 + Math.random());
 }
 // ?transport=websocket skips WebRTC (the server may also have it off: its join answer then has no "rtc")
 const FORCE_WS = new URLSearchParams(location.search).get("transport") === "websocket";
@@ -203,8 +204,10 @@ function closed(event, s) {
   $("participants").classList.add("stale");
   if (leaving) return;
   const message = t("closed", { code: event.code, reason: closeReason(event.code) });
-  if (event.code === 1006 && s.resume && retries < MAX_RETRIES) {
-    return resumeLater(s, `${message} ${t("reconnecting")}`);          // the network dropped us: resume
+  if ((event.code === 1006 || event.code === 1012) && s.resume && retries < MAX_RETRIES) {
+    // the network dropped us, or the server restarts: back into our place (with Redis it kept it; without, the
+    // resume gets 4004 and the rejoin below tells that the meeting ended)
+    return resumeLater(s, `${message} ${t("reconnecting")}`);
   }
   if (s.resuming && [4003, 4004, 4009].includes(event.code) && retries < MAX_RETRIES) {
     return retryLater(`${message} ${t("reconnecting")}`);              // the place is gone: join anew

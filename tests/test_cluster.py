@@ -1,0 +1,299 @@
+"""Rooms across processes on Redis: a real redis-server and two server processes (each a gunicorn of its own, as two
+machines would run) sharing it. Joining through either, delivery once to everyone, tiers by the whole room's
+head count, chat both ways, a Redis restart mid-meeting (everyone resubscribes and says so; nothing ordered is
+lost), a burst against a tiny subscriber buffer, the kill of either process, and a restart of every process."""
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import signal
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from bench.redisserver import RedisServer
+from tests.browser_util import CHROMIUM, CONNECTED, chromium, meeting_state, wait_for
+from tests.conftest import LiveServer
+from tests.test_live import pose_for
+from tests.wsclient import MeetingClient
+from wire import protocol as p
+
+pytestmark = pytest.mark.slow
+FAST = {"REDIS_HEARTBEAT": 0.5, "RESUME_GRACE": 15, "JOIN_TIMEOUT": 3}
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    # A subscriber that falls 256 kB behind is cut off (Redis's default is 32 MB): the burst test shows none is.
+    with RedisServer(None, "--client-output-buffer-limit", "pubsub 256kb 128kb 5") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pair(redis_server):
+    """Two processes on one Redis."""
+    servers = [LiveServer(dict(FAST, REDIS_URL=redis_server.url)) for _ in range(2)]
+    yield servers
+    for server in servers:
+        if server.proc.poll() is None:
+            server.stop()
+
+
+class Across(MeetingClient):
+    """A participant that joins over HTTP through one process and opens its data channel on another."""
+
+    def __init__(self, http, ws, room_id: str, user_id: str | None = None):
+        super().__init__(http, room_id, user_id, join=False)
+        status, body = http.api("POST", "/api/meeting/join", {"room_id": room_id, "user_id": self.user_id})
+        assert status == 200, body
+        self.server, self.token = ws, body["token"]
+        self.open()
+        self.send(p.Join(self.token))
+        welcome = self.expect(p.Welcome)
+        self.slot, self.resume = welcome.slot, welcome.resume
+
+
+def room_on(server, size: int = 16, host: bool = False) -> str:
+    room_id = f"c-{uuid.uuid4().hex[:8]}"
+    status, body = server.api("POST", "/api/meeting/create", {"user_id": "owner", "room_id": room_id,
+                                                              "max_participants": size, "host": host})
+    assert status == 201, body
+    return room_id
+
+
+def poses_from(client, slots: set[int], timeout: float = 5.0) -> dict[int, int]:
+    """Read until a pose frame from each of `slots` arrived; how many came from each."""
+    got: dict[int, int] = {}
+    deadline = time.monotonic() + timeout
+    while not slots <= set(got) and time.monotonic() < deadline:
+        msg = client.recv(deadline - time.monotonic())
+        if isinstance(msg, p.Pose):
+            got[msg.slot] = got.get(msg.slot, 0) + 1
+    assert set(got) >= slots, f"{client.user_id}: poses from {sorted(got)}, wanted {sorted(slots)}; " \
+        f"last received {client.received[-8:]}"
+    return got
+
+
+def metric(server, name: str) -> float:
+    text = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
+    values = [float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
+    return sum(values)
+
+
+def test_a_room_made_through_one_process_is_joined_through_the_other(pair):
+    a, b = pair
+    room = room_on(a)
+    alice, bob, carol = MeetingClient(a, room, "alice"), MeetingClient(b, room, "bob"), Across(a, b, room, "carol")
+    clients = [alice, bob, carol]
+    try:
+        assert len({c.slot for c in clients}) == 3                       # slots agreed in Redis
+        for c in (alice, bob):                                           # the others see carol arrive
+            c.expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.JOINED and m.members[0].user_id == "carol")
+        for c in clients:
+            c.send(p.Pose(pose_for(c.slot)))
+        for c in clients:
+            others = {o.slot for o in clients if o is not c}
+            got = poses_from(c, others)
+            assert c.slot not in got
+        alice.send(p.Chat("hello from a"))
+        for c in (bob, carol):
+            assert c.expect(p.Chat).text == "hello from a"
+        bob.send(p.Chat("hello from b"))
+        assert alice.expect(p.Chat).text == "hello from b"
+        assert [m.text for m in alice.drain(0.3) if isinstance(m, p.Chat)] == []   # once, not twice
+        status, info = b.api("GET", f"/api/meeting/{room}")
+        assert status == 200 and info["connected"] == 3, info
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_tiers_follow_the_whole_room(pair):
+    a, b = pair
+    room = room_on(a)
+    clients = []
+    try:
+        for i in range(5):                     # 5 people over two processes: the second tier (20 fps) for all
+            clients.append(MeetingClient(a if i % 2 else b, room, f"t{i}"))
+        for c in clients:
+            c.expect(p.Tier, where=lambda t: t.count == 5 and t.fps == 20)
+        clients.pop().close()
+        clients.pop().close()
+        for c in clients:                      # 3 left: back to 30 fps (one below the limit: hysteresis 1)
+            c.expect(p.Tier, where=lambda t: t.fps == 30 and t.count == 3)
+            left = {m.members[0].user_id for m in c.received
+                    if isinstance(m, p.PresenceMsg) and m.event == p.Presence.LEFT}
+            assert left == {"t3", "t4"}
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_redis_restart_every_process_resubscribes_and_nothing_ordered_is_lost(pair, redis_server):
+    a, b = pair
+    room = room_on(a)
+    alice, bob = MeetingClient(a, room, "ra"), MeetingClient(b, room, "rb")
+    try:
+        before = [metric(s, "avatar_redis_resubscriptions_total") for s in pair]
+        redis_server.stop()
+        alice.send(p.Chat("said while Redis was down"))
+        t0 = time.monotonic()
+        redis_server.start()
+        assert bob.expect(p.Chat, timeout=5).text == "said while Redis was down"
+        for server, was in zip(pair, before):
+            deadline = time.monotonic() + 3
+            while metric(server, "avatar_redis_resubscriptions_total") <= was:
+                assert time.monotonic() < deadline, f"{server} did not resubscribe within 3 s"
+                time.sleep(0.05)
+            assert "resubscribed" in server.log_text()
+        assert time.monotonic() - t0 < 3.5
+        for seq in range(3):                  # frames flow again, both ways
+            alice.send(p.Pose(pose_for(alice.slot, seq)))
+            bob.send(p.Pose(pose_for(bob.slot, seq)))
+        poses_from(bob, {alice.slot})
+        poses_from(alice, {bob.slot})
+        status, _ = b.api("GET", f"/api/meeting/{room}")                  # the room survived in Redis
+        assert status == 200
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_burst_cuts_no_subscriber_off(pair):
+    """16 senders flooding poses and chat through one process, far above their rates; the other process's
+    subscription (cut off by this Redis at 256 kB behind) stays, and its participant keeps receiving."""
+    a, b = pair
+    room = room_on(a)
+    senders = [MeetingClient(a, room, f"f{i}") for i in range(15)]
+    watcher = MeetingClient(b, room, "watcher")
+    try:
+        before, lost = metric(b, "avatar_redis_resubscriptions_total"), b.log_text().count("subscription lost")
+        frame = pose_for(1)
+        for _ in range(200):
+            for s in senders:
+                s.send(p.Pose(frame))
+        for s in senders[:3]:
+            for i in range(40):
+                s.send(p.Chat("x" * 400 + str(i)))
+        poses_from(watcher, {s.slot for s in senders}, timeout=10)
+        senders[5].send(p.Chat("after the burst"))          # (the first three are over their chat rate)
+        watcher.expect(p.Chat, timeout=10, where=lambda m: m.text == "after the burst")
+        assert metric(b, "avatar_redis_resubscriptions_total") == before
+        assert b.log_text().count("subscription lost") == lost
+    finally:
+        for c in senders + [watcher]:
+            c.close()
+
+
+def test_kill_one_process_the_others_keep_receiving_and_its_participants_resume_on_the_other(redis_server):
+    a, b = LiveServer(dict(FAST, REDIS_URL=redis_server.url)), LiveServer(dict(FAST, REDIS_URL=redis_server.url))
+    room = room_on(a)
+    on_a, on_b = MeetingClient(a, room, "ka"), [MeetingClient(b, room, f"kb{i}") for i in range(2)]
+    try:
+        for c in [on_a] + on_b:
+            c.send(p.Pose(pose_for(c.slot)))
+        poses_from(on_b[0], {on_a.slot, on_b[1].slot})
+        kill_hard(a)
+        on_b[1].send(p.Pose(pose_for(on_b[1].slot, 1)))                  # no gap on the survivor
+        poses_from(on_b[0], {on_b[1].slot}, timeout=1)
+        t0 = time.monotonic()
+        back = MeetingClient(b, room, "ka", join=False)                  # the page's resume, on the other process
+        back.open()
+        back.send(p.Join(on_a.resume))
+        back.slot = back.expect(p.Welcome, timeout=3).slot
+        assert back.slot == on_a.slot
+        assert time.monotonic() - t0 < 3
+        back.send(p.Pose(pose_for(back.slot, 2)))
+        poses_from(on_b[0], {back.slot})
+        seen = on_b[0].drain(0.3) + on_b[0].received
+        assert not [m for m in seen if isinstance(m, p.PresenceMsg) and m.event == p.Presence.LEFT], \
+            "the others saw it leave"
+        back.close()
+    finally:
+        for c in [on_a] + on_b:
+            c.close()
+        for s in (a, b):
+            if s.proc.poll() is None:
+                s.stop()
+
+
+def kill_hard(server) -> None:
+    """kill -9 the server: its worker processes and its master at once."""
+    workers = [int(d.name) for d in pathlib.Path("/proc").iterdir() if d.name.isdigit() and _parent(d) == server.proc.pid]
+    for pid in workers + [server.proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    server.proc.wait(timeout=5)
+
+
+def _parent(proc_dir: pathlib.Path) -> int | None:
+    try:
+        return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def resume(server, room: str, gone: MeetingClient, deadline: float) -> MeetingClient:
+    """What a client does after its server went: JOIN with its resume token until WELCOME (every 100 ms)."""
+    while True:
+        back = MeetingClient(server, room, gone.user_id, join=False)
+        try:
+            back.open()
+            back.send(p.Join(gone.resume))
+            welcome = back.expect(p.Welcome, timeout=1)
+            back.slot, back.resume = welcome.slot, welcome.resume
+            return back
+        except Exception:  # noqa: BLE001 - refused, reset, closed: the server is not back yet
+            back.close()
+            assert time.monotonic() < deadline, f"{gone.user_id} did not get back"
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill-9"])
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
+def test_a_meeting_of_16_is_back_within_3_s_of_the_restarted_server_listening(redis_server, how):
+    """One process on Redis restarts under a meeting of 16 (a page and 15 protocol clients): everyone is back in
+    their own place within 3 s of it listening again, nobody saw anyone leave, and pose frames flow."""
+    overrides = dict(FAST, REDIS_URL=redis_server.url)
+    server = LiveServer(overrides)
+    room = room_on(server)
+    clients = [MeetingClient(server, room, f"d{i}") for i in range(15)]
+    back: list[MeetingClient] = []
+    try:
+        with chromium() as page:
+            page.get(f"{server}/meeting/{room}?name=Pia&transport=websocket")
+            wait_for(page, CONNECTED, 20, "the page connected")
+            slot = meeting_state(page)["mySlot"]
+            clients[0].expect(p.PresenceMsg, where=lambda m: m.event == p.Presence.JOINED and m.members[0].slot == slot)
+            if how == "sigterm":
+                server.proc.send_signal(signal.SIGTERM)
+                assert clients[0].close_code(timeout=5) == p.CloseCode.RESTARTING
+                server.proc.wait(timeout=15)
+            else:
+                kill_hard(server)
+            server.log.close()
+            server = LiveServer(overrides, port=server.port)
+            listening = time.monotonic()
+            back = [resume(server, room, c, listening + 3) for c in clients]
+            assert [b.slot for b in back] == [c.slot for c in clients]
+            wait_for(page, CONNECTED + " && window.avatarMeeting.state.resumed", 3 - (time.monotonic() - listening),
+                     "the page back in its place within 3 s")
+            assert meeting_state(page)["mySlot"] == slot
+            back[1].send(p.Pose(pose_for(back[1].slot, 5)))
+            poses_from(back[0], {back[1].slot})
+            page_got = "return (window.avatarMeeting.state.framesReceivedBySlot[arguments[0]] || 0) > 0"
+            wait_for(page, page_got, 5, "the page receiving poses again", back[1].slot)
+            events = [m for b in back for m in b.received + b.drain(0.2) if isinstance(m, p.PresenceMsg)]
+            assert not [m for m in events if m.event == p.Presence.LEFT], "someone saw a leave"
+            status, info = server.api("GET", f"/api/meeting/{room}")
+            assert status == 200 and info["connected"] == 16, info
+    finally:
+        for c in clients + back:
+            c.close()
+        if server.proc.poll() is None:
+            server.stop()
