@@ -1,5 +1,6 @@
-"""gunicorn settings: `gunicorn -c gunicorn.conf.py 'run:create_app()'`. Rooms live in one process, so one
-worker; each open WebSocket holds one of its threads. AVATAR_BIND and AVATAR_GUNICORN_THREADS override."""
+"""gunicorn settings: `gunicorn -c gunicorn.conf.py 'run:create_app()'`. One worker unless AVATAR_WORKERS says
+more, which needs AVATAR_REDIS_URL (rooms are shared through Redis); each open WebSocket holds one of a
+worker's threads. AVATAR_BIND and AVATAR_GUNICORN_THREADS override."""
 import os
 import shutil
 import tempfile
@@ -8,7 +9,7 @@ import config as avatar_config
 
 _settings = avatar_config.load()
 bind = _settings["BIND"]
-workers = 1
+workers = _settings.WORKERS                # more than one needs AVATAR_REDIS_URL (rooms are shared there)
 worker_class = "gthread"
 threads = _settings["GUNICORN_THREADS"]
 worker_connections = threads + 100

@@ -2,21 +2,24 @@
 
     .venv/bin/python -m bench.fanout --rooms 10 --participants 16 --seconds 20 --json
     .venv/bin/python -m bench.fanout --quick --json
+    .venv/bin/python -m bench.fanout --workers 2 --redis auto --json     # one process, then 2 sharing rooms on Redis
 
 Progress goes to stderr; with --json the last line of stdout is the result. See docs/BENCHMARKS.md.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
+import pathlib
 import sys
 import time
 
 from bench import rtcload, stats
 from bench.loadgen import worker_main
-from bench.server import GunicornServer
+from bench.server import GunicornServer, ServerGroup
 
 SERVERS = {"ours": "run:create_app()", "baseline": "bench.naive_relay:create_app()"}
 SEARCH_STEPS = (10, 15, 20, 25, 30, 40, 50, 60)
@@ -70,11 +73,12 @@ class LoadPool:
                 proc.terminate()
 
 
-def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, participants: int, warmup: float,
-              seconds: float, stuck: tuple[float, float] | None = None, drain: float = 1.5,
+def run_phase(server: GunicornServer | ServerGroup, pool: LoadPool, tag: str, rooms: int, participants: int,
+              warmup: float, seconds: float, stuck: tuple[float, float] | None = None, drain: float = 1.5,
               rate_factor: float = 0.98, with_host: bool = False, transport: str = "ws") -> dict:
     """Connect rooms × participants, send for warmup + seconds (then, with `stuck` = (fill, seconds), one
-    reader per room stops reading), and return the figures of each window."""
+    reader per room stops reading), and return the figures of each window. Each participant joins and connects
+    to `server.server_for(its index in the room)`: the one server, or one of a ServerGroup's."""
     n = len(pool.conns)
     plan: list[list] = [[] for _ in range(n)]
     t_setup = time.monotonic()
@@ -83,9 +87,13 @@ def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, part
         server.create_room(room_id, "u0", participants, host=with_host)
         members = []
         for j in range(participants):
-            body = server.join(room_id, f"u{j}")
-            url = body["rtc"]["url"] if transport == "rtc" else body["ws_url"]
-            members.append((f"u{j}", body["token"], url, stuck is not None and j == participants - 1))
+            at = server.server_for(j)
+            body = at.join(room_id, f"u{j}")
+            stuck_j = stuck is not None and j == participants - 1
+            if transport == "rtc":
+                members.append((f"u{j}", body["token"], body["rtc"]["url"], stuck_j))
+            else:
+                members.append((f"u{j}", body["token"], body["ws_url"], stuck_j, at.port))
         plan[r % n].append((room_id, members))
     info = pool.call([("connect", "127.0.0.1", server.port, plan[i]) for i in range(n)])
     log(f"{tag}: {sum(x['clients'] for x in info)} clients connected in {time.monotonic() - t_setup:.1f} s, "
@@ -119,6 +127,8 @@ def run_phase(server: GunicornServer, pool: LoadPool, tag: str, rooms: int, part
         # packets on the loopback, both directions (server and clients): UDP for WebRTC, TCP for the WebSocket
         fig["datagrams_per_s"] = fig["udp_datagrams_per_s"] if transport == "rtc" else fig["tcp_segments_per_s"]
         fig["server_threads"] = srv_b["threads"]
+        if srv_b.get("redis") is not None:      # a ServerGroup's: redis-server's share of the server CPU
+            fig["redis_cpu_pct"] = round(100 * (srv_b["redis"] - srv_a["redis"]) / secs, 1)
         fig["worst_seconds"] = stats.worst_seconds(parts)
         if name == "stuck":
             queues: dict[str, list[int]] = {}
@@ -286,6 +296,69 @@ def compare_parsers(args, pool: LoadPool, threads: int) -> dict:
                                         for k in ("p99_ms", "server_cpu_pct", "server_cpu_us_per_msg_out")}}
 
 
+@contextlib.contextmanager
+def redis_server(url: str):
+    """(url, pid) for `--redis`: "auto" starts a private redis-server and stops it after; otherwise the given
+    server, with its pid when it runs on this machine (so its CPU can be counted), else None."""
+    if url == "auto":
+        from bench.redisserver import RedisServer
+        with RedisServer() as server:
+            yield server.url, server.proc.pid
+        return
+    import redis
+    pid = redis.Redis.from_url(url, socket_connect_timeout=5).info("server").get("process_id")
+    try:
+        local = "redis" in pathlib.Path(f"/proc/{pid}/comm").read_text()
+    except OSError:
+        local = False
+    if not local:
+        log(f"redis-server at {url} is not a process of this machine: its CPU is not counted")
+    yield url, pid if local else None
+
+
+CROSS_KEYS = ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "server_cpu_pct", "redis_cpu_pct",
+              "client_cpu_pct", "other_cpu_pct")
+CROSS_P99_MS, CROSS_DELIVERED, CROSS_CPU_RATIO = 15.0, 0.999, 2.0
+
+
+def compare_workers(args, pool: LoadPool, threads: int, machine: dict) -> dict:
+    """Ours in one process with the in-process bus (bench_server's main and stuck phases), then `--workers`
+    processes sharing the rooms through Redis at the same size, participant j of each room on process j % N, so
+    that most deliveries cross processes. CPU per message out: of the one worker; of every gunicorn process of
+    the N and redis-server."""
+    one = bench_server("ours", args, pool, threads, search=False)
+    env = dict(kv.split("=", 1) for kv in args.env)
+    with redis_server(args.redis) as (url, redis_pid):
+        group = ServerGroup(SERVERS["ours"], args.workers, threads, url, env, redis_pid).start()
+        log(f"cross: {args.workers} x gunicorn {SERVERS['ours']} on ports {[s.port for s in group.servers]}, "
+            f"worker pids {group.worker_pids()}, redis {url} (pid {redis_pid})")
+        try:
+            phase = run_phase(group, pool, "cross", args.rooms, args.participants, args.warmup, args.seconds)
+            fig = dict(phase["main"], anomalies=phase["anomalies"], server_log=group.log_problems())
+        finally:
+            group.stop()
+    cross = {"workers": args.workers, **{k: fig.get(k) for k in CROSS_KEYS},
+             "cpu_per_msg_us": fig["server_cpu_us_per_msg_out"]}
+    cpu_ratio = stats.ratio(cross["cpu_per_msg_us"], one["server_cpu_us_per_msg_out"])
+    log(f"cross: p50 {cross['p50_ms']} ms p99 {cross['p99_ms']} ms delivered {cross['delivered_ratio']} "
+        f"cpu {cross['server_cpu_pct']} % (redis {cross['redis_cpu_pct']} %), {cross['cpu_per_msg_us']} us/msg "
+        f"against {one['server_cpu_us_per_msg_out']} in one process")
+    out = {k: one.get(k) for k in ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "server_cpu_pct",
+                                   "client_cpu_pct", "other_cpu_pct", "p99_stuck_ms")}
+    out["cpu_per_msg_us"] = one["server_cpu_us_per_msg_out"]
+    out["cross_worker"] = cross
+    out["cpu_ratio"] = cpu_ratio
+    out["goal_met"] = {
+        "cross_worker_p99_le_15ms": cross["p99_ms"] is not None and cross["p99_ms"] <= CROSS_P99_MS,
+        "cross_worker_delivered_ge_0.999": (cross["delivered_ratio"] or 0) >= CROSS_DELIVERED,
+        "cpu_ratio_le_2": cpu_ratio is not None and cpu_ratio <= CROSS_CPU_RATIO}
+    out["notes"] = notes({"ours": one, "cross_worker": fig}, machine)
+    if redis_pid is None:
+        out["notes"].append("redis-server's CPU is not counted (not a process of this machine)")
+    out["detail"] = {"one_process": one, "cross_worker": fig}
+    return out
+
+
 def summary(results: dict, machine: dict, args, elapsed: float) -> dict:
     ours, base = results["ours"], results["baseline"]
     keys = ("p50_ms", "p99_ms", "delivered_ratio", "msgs_out_per_s", "bytes_per_pose_frame", "kbps_per_receiver",
@@ -354,11 +427,27 @@ def parse_args(argv=None):
     ap.add_argument("--repeat", type=int, default=1, help="with --transport rtc: runs of each, alternating")
     ap.add_argument("--parsers", type=int, default=0, metavar="N",
                     help="instead: our server with its own WebSocket frame parser and with wsproto's, N times each")
+    ap.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="N >= 2: ours in one process, then in N processes sharing the rooms through --redis "
+                         "(participant j of a room on process j %% N); ours only, no search or light phase")
+    ap.add_argument("--redis", metavar="URL",
+                    help="with --workers: redis://host:port/db, or auto (a private redis-server for the run)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
         args.rooms, args.participants, args.seconds, args.warmup, args.no_search = 2, 4, 3.0, 1.0, True
         args.stuck_fill, args.stuck_seconds, args.light_rooms = 2.0, 3.0, 0
+    if args.workers < 1:
+        ap.error("--workers must be at least 1")
+    if args.workers == 1 and args.redis:
+        ap.error("--redis is for --workers N (N >= 2)")
+    if args.workers > 1:
+        if not args.redis:
+            ap.error("--workers N needs --redis URL (or --redis auto)")
+        if args.transport != "ws" or args.parsers or args.only == "baseline":
+            ap.error("--workers compares our server over the WebSocket: not with --transport rtc, --parsers or "
+                     "--only baseline")
+        args.no_search, args.light_rooms = True, 0
     return args
 
 
@@ -389,6 +478,18 @@ def main(argv=None) -> int:
                        config={"rooms": args.rooms, "participants": args.participants, "seconds": args.seconds})
         finally:
             pool.close()
+        print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+        return 0
+    if args.workers > 1:
+        try:
+            out = compare_workers(args, pool, threads, machine)
+        finally:
+            pool.close()
+        out["config"] = {k: getattr(args, k) for k in ("rooms", "participants", "seconds", "warmup", "stuck_fill",
+                                                       "stuck_seconds", "procs", "quick", "env", "with_host",
+                                                       "workers", "redis")}
+        out["machine"] = dict(machine, loadavg_at_end=os.getloadavg()[0])
+        out["elapsed_s"] = round(time.monotonic() - t0, 1)
         print(json.dumps(out) if args.json else json.dumps(out, indent=2))
         return 0
     try:

@@ -3,7 +3,8 @@
 Every room lives in one process, so a sender's send times and its receivers' receive times are read from
 the same clock (time.monotonic) without crossing processes. Commands (tuples over the pipe), each answered
 with ("ok", result) or ("error", text):
-    ("connect", host, port, rooms)  rooms: [(room_id, [(user_id, token, ws_url, stuck), ...]), ...]
+    ("connect", host, port, rooms)  rooms: [(room_id, [(user_id, token, ws_url, stuck[, port]), ...]), ...]
+                                    (a member's own port: the server it joined; `port` otherwise)
     ("run", schedule)               see Worker.run
     ("close",)                      close every socket
     ("exit",)
@@ -67,6 +68,7 @@ class Participant(Connection, PoseCounting):
     def __init__(self, sock, leftover: bytes, worker: Worker, room: Room, user_id: str, stuck: bool):
         super().__init__(sock, leftover)
         self.worker, self.room, self.user_id, self.stuck = worker, room, user_id, stuck
+        self.ports = sock.getsockname()[1], sock.getpeername()[1]    # (client, server)
         self.slot: int | None = None
         self.fps, self.bits = 0, 0
         self.last_idx = [-1] * (p.MAX_SLOT + 1)    # per sender: the absolute index of its last frame received
@@ -267,14 +269,15 @@ class Worker(LoadWorker):
 
     def connect(self, host: str, port: int, rooms: list, timeout: float = 30.0) -> dict:
         self.closing, self.rooms, self.loop = False, [], EventLoop()
-        self.server_port, self.stuck_queues = port, {}
+        self.stuck_queues = {}
         self.anomalies.clear()
         for room_id, members in rooms:
             room = Room(room_id)
             self.rooms.append(room)
-            for user_id, token, ws_url, stuck in members:
-                sock, rest = open_websocket(host, port, ws_url, rcvbuf=STUCK_RCVBUF if stuck else None,
-                                            mss=STUCK_MSS if stuck else None, timeout=timeout)
+            for user_id, token, ws_url, stuck, *own_port in members:
+                sock, rest = open_websocket(host, own_port[0] if own_port else port, ws_url,
+                                            rcvbuf=STUCK_RCVBUF if stuck else None, mss=STUCK_MSS if stuck else None,
+                                            timeout=timeout)
                 member = Participant(sock, b"", self, room, user_id, stuck)
                 room.members.append(member)
                 self.loop.add(member)
@@ -314,15 +317,14 @@ class Worker(LoadWorker):
     def _read_stuck_queues(self) -> None:
         """Bytes waiting in both ends of each stuck reader's TCP connection (/proc/net/tcp): the server's
         send queue shows whether its socket filled up."""
-        ports = {m.sock.getsockname()[1] for r in self.rooms for m in r.members if m.stuck}
+        pairs = {m.ports for r in self.rooms for m in r.members if m.stuck}
         q: dict[str, list[int]] = {"server_send_queue_bytes": [], "server_recv_queue_bytes": [],
                                    "client_send_queue_bytes": [], "client_recv_queue_bytes": []}
         for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
             f = line.split()
             local, remote = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16)
             tx, rx = (int(x, 16) for x in f[4].split(":"))
-            side = "server" if local == self.server_port and remote in ports else \
-                "client" if local in ports and remote == self.server_port else None
+            side = "server" if (remote, local) in pairs else "client" if (local, remote) in pairs else None
             if side:
                 q[f"{side}_send_queue_bytes"].append(tx)
                 q[f"{side}_recv_queue_bytes"].append(rx)

@@ -1,4 +1,5 @@
-"""Start and stop one gunicorn server for a benchmark, read its worker's CPU time, and call its HTTP API."""
+"""Start and stop one gunicorn server for a benchmark (or several sharing rooms through Redis), read their CPU
+time, and call their HTTP API."""
 from __future__ import annotations
 
 import http.client
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -20,6 +22,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def process_sample(pid: int) -> dict:
+    """A process's CPU seconds (user, system; all threads), context switches and threads so far (/proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    switches = 0
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    switches += int(line.split()[1])
+        except (OSError, ValueError):
+            pass                       # a thread that ended meanwhile
+    return {"user": int(fields[11]) / CLK_TCK, "sys": int(fields[12]) / CLK_TCK, "switches": switches,
+            "threads": int(fields[17])}
+
+
+def add_samples(samples: list[dict]) -> dict:
+    return {k: sum(s[k] for s in samples) for k in ("user", "sys", "switches", "threads")}
 
 
 class GunicornServer:
@@ -58,27 +79,28 @@ class GunicornServer:
         except OSError:
             return False
 
-    def worker_pid(self) -> int | None:
+    def worker_pids(self) -> list[int]:
         try:
-            children = pathlib.Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
+            return [int(x) for x in
+                    pathlib.Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()]
         except OSError:
-            return None
-        return int(children[0]) if children else None
+            return []
+
+    def worker_pid(self) -> int | None:
+        pids = self.worker_pids()
+        return pids[0] if pids else None
 
     def sample(self) -> dict:
         """The worker's CPU seconds (user, system; all threads) and context switches so far."""
-        pid = self.worker_pid()
-        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        switches = 0
-        for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
-            try:
-                for line in (task / "status").read_text().splitlines():
-                    if "ctxt_switches:" in line:
-                        switches += int(line.split()[1])
-            except (OSError, ValueError):
-                pass                       # a thread that ended meanwhile
-        return {"user": int(fields[11]) / CLK_TCK, "sys": int(fields[12]) / CLK_TCK, "switches": switches,
-                "threads": int(fields[17])}
+        return process_sample(self.worker_pid())
+
+    def sample_all(self) -> dict:
+        """The same summed over gunicorn's master and all its worker processes."""
+        return add_samples([process_sample(pid) for pid in (self.proc.pid, *self.worker_pids())])
+
+    def server_for(self, participant: int) -> GunicornServer:
+        """The server participant `participant` of a room joins and connects to (see ServerGroup)."""
+        return self
 
     def request(self, method: str, path: str, body: dict | None = None, timeout: float = 10.0) -> tuple[int, dict]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -154,3 +176,54 @@ class GunicornServer:
         bad = [line for line in text if any(w in line for w in ("ERROR", "Traceback", "CRITICAL", "Exception"))]
         return {"error_lines": len(bad), "warning_lines": sum("WARNING" in line for line in text),
                 "first": bad[:limit], "log": str(self.log_path)}
+
+
+class ServerGroup:
+    """`n` GunicornServers sharing rooms through Redis (AVATAR_REDIS_URL, the same AVATAR_SECRET_KEY, a key prefix
+    of their own): rooms are created through the first, participant j of a room joins and connects to server
+    j % n. `sample()` sums the CPU of every server's processes and, given its pid, of redis-server."""
+
+    def __init__(self, app: str, n: int, threads: int, redis_url: str, env: dict | None = None,
+                 redis_pid: int | None = None):
+        env = dict(env or {}, AVATAR_REDIS_URL=redis_url, AVATAR_REDIS_PREFIX=f"bench-{uuid.uuid4().hex[:12]}")
+        self.servers = [GunicornServer(app, threads, env) for _ in range(n)]
+        self.redis_pid = redis_pid
+
+    def start(self, timeout: float = 30.0) -> ServerGroup:
+        try:
+            for server in self.servers:
+                server.start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+    @property
+    def port(self) -> int:
+        return self.servers[0].port
+
+    def server_for(self, participant: int) -> GunicornServer:
+        return self.servers[participant % len(self.servers)]
+
+    def create_room(self, *args, **kwargs) -> dict:
+        return self.servers[0].create_room(*args, **kwargs)
+
+    def sample(self) -> dict:
+        """CPU seconds, context switches and threads of every gunicorn process and of redis-server ("redis":
+        its CPU seconds alone, also counted in user and sys)."""
+        redis = [process_sample(self.redis_pid)] if self.redis_pid else []
+        out = add_samples([server.sample_all() for server in self.servers] + redis)
+        out["redis"] = redis[0]["user"] + redis[0]["sys"] if redis else None
+        return out
+
+    def worker_pids(self) -> list[int]:
+        return [pid for server in self.servers for pid in server.worker_pids()]
+
+    def log_problems(self, limit: int = 8) -> dict:
+        logs = [server.log_problems(limit) for server in self.servers]
+        return {"error_lines": sum(x["error_lines"] for x in logs), "warning_lines": sum(x["warning_lines"] for x in logs),
+                "first": [line for x in logs for line in x["first"]][:limit], "log": [x["log"] for x in logs]}

@@ -124,6 +124,10 @@ class JitsiRoom:
                 raise RoomFull(f"room {self.room_id!r} is full ({self.max_participants} participants)")
             if self.link is not None:
                 slot = self.link.reserve(user_id, display_name, is_host, nonce or "", self.max_participants)
+                moved = self._remote.pop(user_id, None) if is_host else None
+                if moved is not None:            # an AI host starting here: its process died (it joins anew)
+                    self._remote_slots.pop(moved.slot, None)
+                    self._end_stay(moved)
             else:
                 used = {m.slot for m in self._members.values()}
                 slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)

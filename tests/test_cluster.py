@@ -297,3 +297,68 @@ def test_a_meeting_of_16_is_back_within_3_s_of_the_restarted_server_listening(re
             c.close()
         if server.proc.poll() is None:
             server.stop()
+
+
+def test_the_ai_host_runs_in_one_process_hears_and_speaks_across_and_moves_when_that_process_dies(redis_server):
+    from tests.hostutil import HostWatch, send_microphone, spoken, until_end
+    overrides = dict(FAST, REDIS_URL=redis_server.url, HOST_ENABLED=1, RESUME_GRACE=2)
+    a, b = LiveServer(overrides), LiveServer(overrides)
+    room = room_on(a, host=True)
+    alice, bob = MeetingClient(b, room, "alice", display_name="Alice"), MeetingClient(a, room, "bob",
+                                                                                      display_name="Bob")
+    try:
+        host_slot = a.api("GET", f"/api/meeting/{room}")[1]["host"]["slot"]
+        watch = HostWatch(host_slot)
+        watch.listen(alice, 180, until=lambda w, m: isinstance(m, p.HostStatus) and m.state == "listening")
+        assert watch.statuses[-1].state == "listening", watch.statuses
+        assert b.api("GET", f"/api/meeting/{room}")[1]["host"] is None           # it runs in the other process
+        # A question spoken through b reaches the host in a; its voice and mouth come back through Redis.
+        send_microphone(alice, spoken("AI, who is here?"))
+        watch.listen(alice, 90, until=until_end)
+        assert watch.audio and watch.mouth and watch.ends, "no voice from the host"
+        lines = a.api("GET", f"/api/meeting/{room}/transcript")[1]["lines"]
+        answer = next(ln["text"] for ln in reversed(lines) if ln["speaker"] == "ai-host")
+        assert "Alice" in answer and "Bob" in answer, answer                  # both processes' people
+        # Its process dies: the other takes the lease and starts a host; Bob (on a) is gone after the grace.
+        kill_hard(a)
+        alice.expect(p.PresenceMsg, timeout=30, where=lambda m: m.event == p.Presence.JOINED and m.members[0].host)
+        watch.statuses.clear()
+        watch.listen(alice, 60, until=lambda w, m: isinstance(m, p.HostStatus) and m.state == "listening")
+        assert watch.statuses and watch.statuses[-1].state == "listening", watch.statuses
+        assert b.api("GET", f"/api/meeting/{room}")[1]["host"] is not None
+        alice.expect(p.PresenceMsg, timeout=10, where=lambda m: m.event == p.Presence.LEFT
+                     and m.members[0].user_id == "bob")
+        alice.send(p.Chat("@AI who is here?"))
+        watch.chats.clear()
+        watch.listen(alice, 60, until=lambda w, m: bool(w.chats) or isinstance(m, p.AudioStop))
+        lines = b.api("GET", f"/api/meeting/{room}/transcript")[1]["lines"]
+        answer = next(ln["text"] for ln in reversed(lines) if ln["speaker"] == "ai-host")
+        assert "Alice" in answer and "Bob" not in answer, answer
+    finally:
+        alice.close()
+        bob.close()
+        for s in (a, b):
+            if s.proc.poll() is None:
+                s.stop()
+
+
+def test_one_gunicorn_with_two_workers_on_redis(redis_server):
+    """AVATAR_WORKERS=2: the kernel hands each connection to either worker; the room is one all the same."""
+    server = LiveServer(dict(FAST, REDIS_URL=redis_server.url, WORKERS=2))
+    room = room_on(server)
+    clients = [MeetingClient(server, room, f"w{i}") for i in range(6)]
+    try:
+        for c in clients:
+            c.send(p.Pose(pose_for(c.slot)))
+        for c in clients:
+            poses_from(c, {o.slot for o in clients if o is not c})
+        deadline = time.monotonic() + 5                                 # every live worker holds its subscription
+        while metric(server, "avatar_redis_subscribed") != 1:           # (each samples once a second)
+            assert time.monotonic() < deadline, "a worker without its Redis subscription"
+            time.sleep(0.2)
+        pids = {server.api("GET", "/health")[1]["pid"] for _ in range(20)}
+        assert len(pids) == 2, pids
+    finally:
+        for c in clients:
+            c.close()
+        server.stop()

