@@ -7,8 +7,8 @@ What lives in Redis (keys under REDIS_PREFIX):
   <p>:room:<id>:host       the AI host's lease: the id of the process that runs it (PX, renewed)
   <p>:worker:<id>          a process's heartbeat (PX: 3 heartbeats)
   <p>:jti:<jti>            a spent join token, until it expires
-What crosses between processes: one pub/sub channel per room (<p>:ch:<id>), each message a batch of events
-[origin, [[kind, …], …]] from one process; only processes with the room open subscribe.
+What crosses between processes: one pub/sub channel per room (<p>:ch:<id>), each message a batch of events from
+one process: its id, a newline, then msgpack [[kind, …], …]; only processes with the room open subscribe.
 
 Three threads: the publisher (batches what the rooms queue, one PUBLISH per room per pass, so a busy room makes
 bigger messages rather than more of them), the listener (one pub/sub connection; resubscribes everything after
@@ -153,7 +153,9 @@ class RedisBus:
         self._out: dict[str, _Outgoing] = {}
         self._seq = 0
         self._seen: dict[tuple[str, str], tuple[set, deque]] = {}   # (room, origin) -> ordered numbers received
+        self._origin = self.worker.encode() + b"\n"        # each batch starts with it: a process skips its own
         self._cond = threading.Condition()
+        self._waiting = False                              # the publisher sleeps: the next event wakes it
         self._stop = threading.Event()
         self._dead: dict[str, float] = {}                  # workers found dead -> when
         self.leases: dict[str, object] = {}                # room id -> callable(held: bool) for its AI host
@@ -298,14 +300,18 @@ class RedisBus:
                     out.held.append(event)
                     return
             out.events.append(event)
-            self._cond.notify()
+            if self._waiting:
+                self._waiting = False
+                self._cond.notify()
 
     def _publish_loop(self) -> None:
         while not self._stop.is_set():
             with self._cond:
                 while not self._stop.is_set() and not any(o.events for o in self._out.values()) \
                         and not self._retry_due():
+                    self._waiting = True
                     self._cond.wait(self._retry_wait())
+                self._waiting = False
                 batches, now = {}, time.monotonic()
                 for room_id, out in self._out.items():
                     resend = list(out.held) if out.held and now >= out.retry_at else []
@@ -330,7 +336,7 @@ class RedisBus:
         are held (new ordered events queue behind them) and sent again until they are, for REDIS_RETRY seconds."""
         pipe = self.r.pipeline(transaction=False)
         for room_id, (events, _) in batches.items():
-            pipe.publish(self.key("ch", room_id), msgpack.packb([self.worker, events]))
+            pipe.publish(self.key("ch", room_id), self._origin + msgpack.packb(events))
         try:
             received = pipe.execute()
         except REDIS_ERRORS:
@@ -431,9 +437,11 @@ class RedisBus:
             return
         if kind != "message" or room_id is None:
             return
-        origin, events = msgpack.unpackb(message["data"])
-        if origin == self.worker:
+        data = message["data"]
+        if data.startswith(self._origin):                  # its own batch, back from Redis
             return
+        head, _, body = data.partition(b"\n")
+        origin, events = head.decode(), msgpack.unpackb(body)
         room = self._rooms.get(room_id)
         if room is None:
             return

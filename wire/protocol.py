@@ -37,6 +37,7 @@ class MsgType(IntEnum):
     BUNDLE = 11                  # several messages for one receiver in one data-channel message (WebRTC)
     BYE = 12                     # why the server ends a channel that has no close code of its own (WebRTC)
     TICK = 13                    # when the server sends the room's frames out, so senders can arrive just before
+    RECORDING = 14               # the meeting is being recorded (or no longer): every page shows it while it runs
 
 
 class AudioEnd(IntEnum):
@@ -183,8 +184,15 @@ class Tick:
     lead_us: int                  # send a pose this long before a send-out to have it in that one
 
 
+@dataclass(frozen=True, slots=True)
+class Recording:
+    on: bool
+    started_ms: int = 0           # when it started (server time, ms since the epoch); 0 when off
+    by: str = ""                  # who started it (a display name)
+
+
 Message = (Join | Pose | Viseme | Chat | PresenceMsg | Tier | Error | Welcome | Audio | AudioStop | HostStatus | Bundle
-           | Bye | Tick)
+           | Bye | Tick | Recording)
 MAX_BUNDLE = 64                   # messages in one bundle
 
 
@@ -224,6 +232,8 @@ def _fields(msg: Message) -> list:
             return [VERSION, MsgType.BYE, int(code), reason]
         case Tick(period_us, next_in_us, lead_us):
             return [VERSION, MsgType.TICK, period_us, next_in_us, lead_us]
+        case Recording(on, started_ms, by):
+            return [VERSION, MsgType.RECORDING, int(on), started_ms, by]
     raise TypeError(f"not a protocol message: {msg!r}")
 
 
@@ -479,7 +489,13 @@ def _tick(f: _Fields, server: bool) -> Tick:
     return msg
 
 
+def _recording(f: _Fields, server: bool) -> Recording:
+    msg = Recording(bool(f.int("on", 0, 1)), f.int("started_ms", 0, _TS_MAX), f.str("by", 64, 0))
+    f.done()
+    return msg
+
+
 _PARSERS = {MsgType.JOIN: _join, MsgType.POSE: _pose, MsgType.VISEME: _viseme, MsgType.CHAT: _chat,
             MsgType.PRESENCE: _presence, MsgType.TIER: _tier, MsgType.ERROR: _error, MsgType.WELCOME: _welcome,
             MsgType.AUDIO: _audio, MsgType.AUDIO_END: _audio_end, MsgType.HOST_STATUS: _host_status,
-            MsgType.BUNDLE: _bundle, MsgType.BYE: _bye, MsgType.TICK: _tick}
+            MsgType.BUNDLE: _bundle, MsgType.BYE: _bye, MsgType.TICK: _tick, MsgType.RECORDING: _recording}

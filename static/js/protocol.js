@@ -21,7 +21,7 @@ const MAX_STATUS_CHARS = 200;
 
 export const MsgType = Object.freeze({
   JOIN: 0, POSE: 1, VISEME: 2, CHAT: 3, PRESENCE: 4, TIER: 5, ERROR: 6, WELCOME: 7,
-  AUDIO: 8, AUDIO_END: 9, HOST_STATUS: 10, BUNDLE: 11, BYE: 12, TICK: 13,
+  AUDIO: 8, AUDIO_END: 9, HOST_STATUS: 10, BUNDLE: 11, BYE: 12, TICK: 13, RECORDING: 14,
 });
 const MAX_BUNDLE = 64;
 const TYPE_NAMES = Object.keys(MsgType);
@@ -63,6 +63,7 @@ export function encodeMessage(msg) {
     case MsgType.BUNDLE: return packMsg([VERSION, MsgType.BUNDLE, msg.messages]);
     case MsgType.BYE: return packMsg([VERSION, MsgType.BYE, msg.code, msg.reason]);
     case MsgType.TICK: return packMsg([VERSION, MsgType.TICK, msg.period_us, msg.next_in_us, msg.lead_us]);
+    case MsgType.RECORDING: return packMsg([VERSION, MsgType.RECORDING, msg.on ? 1 : 0, msg.started_ms, msg.by]);
     default: throw new TypeError(`not a protocol message: ${JSON.stringify(msg)}`);
   }
 }
@@ -211,6 +212,8 @@ const PARSERS = {
     return { messages };
   },
   [MsgType.BYE]: (f) => ({ code: f.int("code", 1000, 4999), reason: f.str("reason", 200, 0) }),
+  [MsgType.RECORDING]: (f) => ({ on: f.int("on", 0, 1) === 1, started_ms: f.int("started_ms", 0, TS_MAX),
+    by: f.str("by", 64, 0) }),
   [MsgType.TICK]: (f) => ({ period_us: f.int("period_us", 1000, 1000000), next_in_us: f.int("next_in_us", 0, 1000000),
     lead_us: f.int("lead_us", 0, 1000000) }),
 };

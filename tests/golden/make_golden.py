@@ -56,6 +56,8 @@ def _messages(key: bytes):
         ("audio_end_client", "client", p.AudioStop()),
         ("audio_end_server", "server", p.AudioStop(p.AudioEnd.INTERRUPTED, slot=0)),
         ("host_status", "server", p.HostStatus(0, "loading", "loading speech model …")),
+        ("recording", "server", p.Recording(True, 1796200000000, "Alice")),
+        ("recording_off", "server", p.Recording(False)),
         ("bundle", "server", p.Bundle((p.encode(p.Pose(key, slot=2)), p.encode(p.Tier(1, 20, 7, 6))))),
         ("bye", "server", p.Bye(p.CloseCode.TOO_SLOW, "too slow: ordered messages piled up")),
         ("tick", "server", p.Tick(100000, 37500, 4000)),
