@@ -48,6 +48,7 @@ class Settings:
                                                     # its participants are away (RESUME_GRACE) and its AI hosts move
     REDIS_RETRY: float = _key(3.0, 0.0, 60.0)       # seconds chat and presence are re-sent to a process that has
                                                     # not (re)subscribed yet (Redis restarting), then dropped
+    REDIS_BATCH_MS: float = _key(1.0, 0.0, 20.0)    # a process's frames of the same moment go to Redis together
     WORKERS: int = _key(1, 1, 64)      # gunicorn worker processes; more than one needs REDIS_URL
     # Data channels
     JOIN_TOKEN_TTL: int = _key(60, 5, 86400)        # seconds a join token is valid (and a reservation waits)

@@ -90,7 +90,7 @@ def create_app(config: dict | None = None) -> Flask:
     bus = None
     if settings.REDIS_URL:
         bus = RedisBus(settings.REDIS_URL, settings.REDIS_PREFIX, settings.REDIS_HEARTBEAT, settings.REDIS_RETRY,
-                       settings.JOIN_TOKEN_TTL, settings.RESUME_GRACE).start()
+                       settings.JOIN_TOKEN_TTL, settings.RESUME_GRACE, settings.REDIS_BATCH_MS).start()
     app.extensions["avatar"] = Services(
         config=settings,
         manager=MeetingManager(MeetingSettings.of(settings), bus=bus),

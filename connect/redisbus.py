@@ -37,7 +37,7 @@ from wire import protocol as p
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
-ORDERED = "OCJLT"                  # event kinds that are numbered, re-sent when missed and received once
+ORDERED = "OCJLTR"                 # event kinds that are numbered, re-sent when missed and received once
 SEEN = 4096                        # ordered numbers remembered per sending process and room (duplicates)
 
 # KEYS: members hash. ARGV: user_id, packed record, max humans, is_host, now, reservation ttl.
@@ -136,9 +136,9 @@ class _Outgoing:
 
 class RedisBus:
     def __init__(self, url: str, prefix: str = "avatar", heartbeat: float = 1.0, retry: float = 3.0,
-                 reservation_ttl: float = 60.0, resume_grace: float = 15.0):
+                 reservation_ttl: float = 60.0, resume_grace: float = 15.0, batch_ms: float = 1.0):
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.url, self.prefix, self.heartbeat, self.retry = url, prefix, heartbeat, retry
+        self.url, self.prefix, self.heartbeat, self.retry, self.batch = url, prefix, heartbeat, retry, batch_ms / 1000
         self.reservation_ttl, self.resume_grace = reservation_ttl, resume_grace
         self.r = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
         self._reserve = self.r.register_script(_RESERVE)
@@ -312,6 +312,9 @@ class RedisBus:
                     self._waiting = True
                     self._cond.wait(self._retry_wait())
                 self._waiting = False
+            if self.batch:                    # let the frames of the same moment (a tick) join this batch
+                self._stop.wait(self.batch)
+            with self._cond:
                 batches, now = {}, time.monotonic()
                 for room_id, out in self._out.items():
                     resend = list(out.held) if out.held and now >= out.retry_at else []
@@ -483,6 +486,8 @@ class RedisBus:
             room.remote_left(event[2])
         elif kind == "T":
             room.remote_moved(event[2], origin)
+        elif kind == "R":
+            room.remote_stop_recording()
 
     # --- heartbeat, dead processes, leases ------------------------------------------------
 
@@ -597,6 +602,9 @@ class RoomLink:
 
     def audio(self, slot: int, message: bytes) -> None:
         self.bus._queue(self.room_id, ["A", slot, message])
+
+    def stop_recording(self) -> None:
+        self.bus._queue(self.room_id, ["R"], ordered=True)
 
 
 def _participant(user_id: str, rec: list) -> Participant:

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from config import DEFAULTS, Settings
 from meeting.agenda import AgendaClock
-from meeting.errors import NotInRoom, RoomFull, UserAlreadyInRoom
+from meeting.errors import InvalidRequest, NotInRoom, RoomFull, UserAlreadyInRoom
 from meeting.participant import DataChannel, Participant, RateLimiter
 from meeting.quality import QualityPolicy, QualityTier
 from meeting.traffic import Traffic
@@ -87,6 +87,9 @@ class RoomLink(Protocol):
 
     def audio(self, slot: int, message: bytes) -> None: ...
 
+    def stop_recording(self) -> None:
+        """Ask the process where the room's recording runs to stop it."""
+
 
 class JitsiRoom:
     """A room of up to `max_participants`. A participant is reserved by the HTTP join and connected when
@@ -110,6 +113,8 @@ class JitsiRoom:
         self.attendance: list[Attendance] = []             # who was here and when, in the order they came
         self.wants_host = False                            # an AI host was asked for (it may run in another process)
         self.link: RoomLink | None = None                  # the same room in other processes (Redis)
+        self.recorder = None                               # a meeting.recording.Recorder while one runs here
+        self.recording = p.Recording(False)                # what pages are told (it may run in another process)
         self._remote: dict[str, Participant] = {}          # connected through other processes, by user id …
         self._remote_slots: dict[int, Participant] = {}    # … and by slot
 
@@ -201,9 +206,7 @@ class JitsiRoom:
             others = self._connected
             self._connected = others + (member,)
             member.send(p.encode(p.Welcome(member.slot, self.room_id, resume)))
-            joined = p.encode(p.PresenceMsg(p.Presence.JOINED, (self._member_info(member),)))
-            for other in others:
-                other.send(joined)
+            self._send_here(member, p.encode(p.PresenceMsg(p.Presence.JOINED, (self._member_info(member),))))
             self._retier(force_to=member)
             self._record_stay(member)
             self._catch_up(member)
@@ -217,6 +220,8 @@ class JitsiRoom:
     def _catch_up(self, member: Participant) -> None:
         """Who is here and everyone's latest face, for a participant that just (re)connected."""
         member.send(p.encode(p.PresenceMsg(p.Presence.SNAPSHOT, self.members())))
+        if self.recording.on:
+            member.send(p.encode(self.recording))
         for other in self._connected + tuple(self._remote.values()):
             if other is member:
                 continue
@@ -289,9 +294,7 @@ class JitsiRoom:
             was_connected = member in self._connected
             if was_connected:
                 self._connected = tuple(m for m in self._connected if m is not member)
-                left = p.encode(p.PresenceMsg(p.Presence.LEFT, (self._member_info(member),)))
-                for other in self._connected:
-                    other.send(left)
+                self._send_here(None, p.encode(p.PresenceMsg(p.Presence.LEFT, (self._member_info(member),))))
                 self._retier()
             member.channel, member.away_since = None, None
             if was_connected:
@@ -433,6 +436,8 @@ class JitsiRoom:
                 member.send_pose(sender.slot, frame, key)
         if self.link is not None:
             self.link.pose(sender.slot, frame, key)
+        if self.recorder is not None:
+            self.recorder.record(frame)
         return True
 
     def broadcast(self, sender: Participant | None, message: bytes) -> None:
@@ -445,6 +450,8 @@ class JitsiRoom:
         for member in self._connected:
             if member is not sender:
                 member.send(message)
+        if self.recorder is not None:
+            self.recorder.record(message)
 
     def post_chat(self, sender: Participant, text: str) -> p.Chat | None:
         """Chat to everyone else; None (nothing sent) when the sender is over its chat rate."""
@@ -535,8 +542,12 @@ class JitsiRoom:
             sender.last_delta = frame
         for member in self._connected:
             member.send_pose(slot, frame, key)
+        if self.recorder is not None:
+            self.recorder.record(frame)
 
     def remote_ordered(self, message: bytes) -> None:
+        if len(message) > 2 and message[2] == p.MsgType.RECORDING:
+            self.recording = p.decode_server(message)
         self._send_here(None, message)
 
     def remote_chat(self, slot: int, text: str, ts_ms: int) -> None:
@@ -557,6 +568,38 @@ class JitsiRoom:
                 listener.heard_audio(sender, message)
             else:
                 listener.heard_audio_end(sender)
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def start_recording(self, store, by: str) -> p.Recording:
+        """Record what the participants receive from now on (meeting.recording); everyone is told."""
+        with self._lock:
+            if self.recording.on:
+                raise InvalidRequest("the meeting is being recorded already")
+            recorder = store.start(self.room_id, self.members(), by)
+            self.recorder = recorder
+            self.recording = p.Recording(True, recorder.started_ms, by)
+            self.broadcast(None, p.encode(self.recording))
+        log.info("room %s: recording %s started by %s", self.room_id, recorder.id, by)
+        return self.recording
+
+    def stop_recording(self):
+        """Stop the recording running here (its RecordingInfo), or, when it runs in another process, ask that
+        one to stop it (None)."""
+        with self._lock:
+            recorder, self.recorder = self.recorder, None
+            if recorder is None and not self.recording.on:
+                raise InvalidRequest("the meeting is not being recorded")
+            if recorder is None:
+                self.link.stop_recording()
+                return None
+            self.recording = p.Recording(False)
+            self.broadcast(None, p.encode(self.recording))
+        return recorder.close()
+
+    def remote_stop_recording(self) -> None:
+        if self.recorder is not None:
+            self.stop_recording()
 
     def latest_poses(self) -> list[tuple[int, bytes, bool]]:
         """The latest key frame and delta of everyone connected here (for a process that just subscribed)."""
