@@ -100,6 +100,9 @@ class Settings:
     EDGE_VOICE_EN: str = "en-US-AriaNeural"
     EDGE_VOICE_ZH: str = "zh-CN-XiaoxiaoNeural"
     WAV2LIP_MODEL: str = ""            # a Wav2Lip ONNX file; empty: visemes drive the 2D avatar's mouth
+    RECORDINGS_DIR: str = "~/.local/share/avatar-meeting/recordings"   # meeting recordings (shared storage
+                                                    # when several machines serve the rooms)
+    RECORDING_MAX_MB: int = _key(500, 1, 100000)    # a recording stops itself at this size
     MINUTES_TTL: float = _key(86400.0, 0.0)         # seconds the minutes of a room that emptied are kept
     AUDIO_BITRATE: int = _key(24000, 6000, 32000)   # Opus bits per second of the host's voice
     AUDIO_FRAME_MS: int = _key(20, choices=(20, 40, 60))   # Opus packet duration

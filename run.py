@@ -8,19 +8,20 @@ import logging
 import pathlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 import config as config_module
-from connect import api, pages, websocket
+from connect import api, pages, recordings, websocket
 from connect.reader import SocketReader
 from connect.redisbus import RedisBus
 from connect.rtc import RtcService
 from connect.tokens import JoinTokens
 from connect.writer import SocketWriter
 from meeting.manager import MeetingManager, MeetingSettings
+from meeting.recording import RecordingStore
 from monitor import views as monitor_views
 from monitor.metrics import Metrics, Sampler
 from pipeline.hosts import HostManager
@@ -45,12 +46,17 @@ class Services:
     sampler: Sampler | None = None
     draining: bool = False                 # shutting down: no new joins (/ready says so)
     bus: RedisBus | None = None            # with REDIS_URL: rooms shared with other processes
+    recordings: RecordingStore | None = None
+    replays: dict = field(default_factory=dict)      # recording id -> meeting.replay.Replayer
 
     def drain(self, timeout: float = 3.0) -> None:
         """Shutting down (SIGTERM): refuse new joins, tell every participant to come back (1012; the page rejoins
         with backoff), close the WebRTC peers, and wait up to `timeout` for the sockets to close."""
         self.draining = True
         rooms = self.manager.rooms()
+        for room in rooms:                # recordings end here, whole (with Redis the page resumes elsewhere)
+            if room.recorder is not None:
+                room.stop_recording()
         log.info("draining: %d rooms, telling %d participants to reconnect", len(rooms),
                  sum(r.connected_count for r in rooms))
         for room in rooms:                # with Redis their places stay there: they resume in another process
@@ -100,7 +106,8 @@ def create_app(config: dict | None = None) -> Flask:
         reader=SocketReader(),
         hosts=HostManager(settings, bus),
         static_version=_static_version(),
-        bus=bus)
+        bus=bus,
+        recordings=RecordingStore(settings.RECORDINGS_DIR, settings.RECORDING_MAX_MB << 20))
     services = app.extensions["avatar"]
     services.manager.on_open.append(lambda room: services.hosts.open(room, room.wants_host))
     services.rtc = RtcService(settings, services) if settings["RTC_ENABLED"] else None
@@ -111,6 +118,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(api.minutes_bp)
     app.register_blueprint(api.stats_bp)
+    app.register_blueprint(recordings.bp)
     app.register_blueprint(monitor_views.bp)
     websocket.init_app(app)
     app.register_error_handler(HTTPException, _http_error)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from flask import Blueprint, current_app, jsonify, send_file
+from flask import Blueprint, jsonify, send_file
 
 from connect.api import STATUS, _body, _claim, _field, _require_api_key, _services
-from meeting.errors import MeetingError, NotInRoom
+from meeting.errors import InvalidRequest, MeetingError, NotInRoom
 from meeting.recording import RecordingInfo
 from meeting.replay import Replayer
 
@@ -38,7 +38,7 @@ def recording(room_id: str):
     body = _body()
     action, token = _field(body, "action", str), _field(body, "token", str)
     if action not in ("start", "stop"):
-        raise_bad("action must be start or stop")
+        raise InvalidRequest("action must be start or stop")
     svc = _services()
     room = svc.manager.get_room(room_id)
     claim = _claim(token, room_id, check_expiry=False, unspent=False)
@@ -104,10 +104,5 @@ def mp4(recording_id: str):
     target = source.with_suffix(".mp4")
     with _export_lock:
         if not target.exists():
-            export_mp4(source, target, current_app.extensions["avatar"].config)
+            export_mp4(source, target)
     return send_file(target, mimetype="video/mp4", download_name=target.name)
-
-
-def raise_bad(message: str):
-    from meeting.errors import InvalidRequest
-    raise InvalidRequest(message)

@@ -150,6 +150,8 @@ class MeetingManager:
         now, closed = self.clock(), []
         for room in list(self._rooms.values()):
             room.expire_reservations(self.settings.reservation_ttl)
+            if room.recorder is not None and (room.recorder.full or not room.connected_humans):
+                room.stop_recording()                     # at its size limit, or nobody is left to record
             if room.emptied_at is not None and now - room.emptied_at > self.settings.empty_room_ttl:
                 del self._rooms[room.room_id]
                 log.info("room %s closed: empty for %.0f s", room.room_id, now - room.emptied_at)

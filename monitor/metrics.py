@@ -48,11 +48,12 @@ class Metrics:
         self.host_answers = Counter("avatar_host_answers", "The AI host's answers by outcome", ["outcome"], registry=r)
         self.model_loaded = Gauge("avatar_model_loaded", "1 when a model is loaded in this process", ["model"],
                                   registry=r, multiprocess_mode="livemax")
+        # Labelled by the backplane ("redis"), so that a server without one exports no sample that could alert.
         self.redis_subscribed = Gauge("avatar_redis_subscribed", "1 when this process holds its Redis subscriptions "
-                                      "(0: it hears nothing from the other processes); absent without Redis",
-                                      registry=r, multiprocess_mode="livemin")
-        self.redis_rtt = Gauge("avatar_redis_rtt_seconds", "The last heartbeat's round trip to Redis", registry=r,
-                               multiprocess_mode="livemax")
+                                      "(0: it hears nothing from the other processes); no sample without Redis",
+                                      ["backplane"], registry=r, multiprocess_mode="livemin")
+        self.redis_rtt = Gauge("avatar_redis_rtt_seconds", "The last heartbeat's round trip to Redis", ["backplane"],
+                               registry=r, multiprocess_mode="livemax")
         self.redis_resubscriptions = Counter("avatar_redis_resubscriptions", "Times a process subscribed again "
                                              "after losing Redis", registry=r)
         self.redis_ordered = Counter("avatar_redis_ordered", "Chat and presence events sent again to a process "
@@ -145,8 +146,8 @@ class Sampler:
 
     def _bus(self, stats) -> None:
         m = self.m
-        m.redis_subscribed.set(1 if stats.connected else 0)
-        m.redis_rtt.set(stats.rtt_ms / 1000)
+        m.redis_subscribed.labels("redis").set(1 if stats.connected else 0)
+        m.redis_rtt.labels("redis").set(stats.rtt_ms / 1000)
         for key, value, counter in (("bus.resubscriptions", stats.resubscriptions, m.redis_resubscriptions),
                                     ("bus.resent", stats.resent, m.redis_ordered.labels("resent")),
                                     ("bus.lost", stats.lost, m.redis_ordered.labels("lost"))):

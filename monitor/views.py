@@ -7,6 +7,8 @@ import time
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from meeting.errors import MeetingError
+
 bp = Blueprint("monitor", __name__)
 _STARTED = time.time()
 
@@ -29,8 +31,8 @@ def health():
 
 @bp.get("/ready")
 def ready():
-    """200 when this process takes joins and its AI host's models are loaded (a first call starts loading them);
-    503 with what it waits for otherwise."""
+    """200 when this process takes joins, its AI host's models are loaded (a first call starts loading them) and,
+    with Redis, Redis answers and its subscriptions are held; 503 with what it waits for otherwise."""
     svc = _services()
     checks = {"accepting": not svc.draining, "models": svc.hosts.models_state()}
     waiting = []
@@ -38,4 +40,12 @@ def ready():
         waiting.append("accepting")
     if checks["models"] not in ("loaded", "off"):
         waiting.append("models")
+    if svc.bus is not None:                  # Redis answers, and this process holds its subscriptions
+        try:
+            checks["redis_rtt_ms"] = round(svc.bus.ping(), 2)
+        except MeetingError as exc:
+            checks["redis"] = exc.message
+            waiting.append("redis")
+        if not svc.bus.stats.connected:
+            waiting.append("redis_subscription")
     return jsonify(ready=not waiting, waiting_for=waiting, checks=checks), 200 if not waiting else 503

@@ -188,6 +188,38 @@ def test_a_burst_cuts_no_subscriber_off(pair):
             c.close()
 
 
+def test_a_recording_started_through_one_process_holds_both_and_stops_through_the_other(pair, tmp_path):
+    from meeting.recording import read
+    a, b = pair
+    room = room_on(a)
+    alice, bob = MeetingClient(a, room, "ra1"), MeetingClient(b, room, "rb1")
+    try:
+        status, body = b.api("POST", f"/api/meeting/{room}/recording", {"token": bob.token, "action": "start"})
+        assert status == 201, body
+        assert alice.expect(p.Recording).on and bob.expect(p.Recording).on       # told on both processes
+        for seq in range(3):
+            alice.send(p.Pose(pose_for(alice.slot, seq)))
+            bob.send(p.Pose(pose_for(bob.slot, seq)))
+            poses_from(bob, {alice.slot})
+            poses_from(alice, {bob.slot})
+        alice.send(p.Chat("said on a"))
+        bob.expect(p.Chat)
+        status, body = a.api("POST", f"/api/meeting/{room}/recording", {"token": alice.token, "action": "stop"})
+        assert status == 202 and body["stopping"], body                         # it runs in b: b stops it
+        assert not alice.expect(p.Recording).on and not bob.expect(p.Recording).on
+        saved = next(r for r in b.api("GET", "/api/recordings")[1]["recordings"] if r["room_id"] == room)
+        data = urllib.request.urlopen(f"{b.url}/api/recordings/{saved['id']}", timeout=10).read()
+        (tmp_path / "r.avrec").write_bytes(data)
+        _, records = read(tmp_path / "r.avrec")
+        got = [p.decode_server(m) for _, m in records]
+        assert {m.slot for m in got if isinstance(m, p.Pose)} == {alice.slot, bob.slot}
+        assert [m.text for m in got if isinstance(m, p.Chat)] == ["said on a"]
+        assert b.api("DELETE", f"/api/recordings/{saved['id']}")[0] == 200
+    finally:
+        alice.close()
+        bob.close()
+
+
 def test_kill_one_process_the_others_keep_receiving_and_its_participants_resume_on_the_other(redis_server):
     a, b = LiveServer(dict(FAST, REDIS_URL=redis_server.url)), LiveServer(dict(FAST, REDIS_URL=redis_server.url))
     room = room_on(a)

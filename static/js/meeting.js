@@ -31,7 +31,7 @@ const state = {
   roomId: page.room_id, userId: userId(), displayName: "", token: null,
   connected: false, mySlot: null, tier: null, closeCode: null, reconnects: 0,
   bytesReceived: 0, bytesPerSecond: 0, framesReceivedBySlot: {}, lastPoseBySlot: {},
-  framesSent: 0, lastSentPose: null, participants: {},
+  framesSent: 0, lastSentPose: null, participants: {}, recording: null,
   capture: { status: "loading", landmarks: 0, faceFrames: 0, detectMs: 0, error: "" },
   jitsi: { status: "none" }, status: { text: "", kind: "info" }, errors: [],
   transport: null, rtcError: null, tickAligned: false,
@@ -131,10 +131,32 @@ function handle(msg, s) {
       return addChatLine($("chat-log"), { name, text: msg.text, ts: msg.ts_ms, ai: host.isHost(msg.slot) });
     }
     case P.MsgType.TICK: return tick(msg);
+    case P.MsgType.RECORDING: return recording(msg);
     case P.MsgType.ERROR:
       state.errors.push(`${msg.code}: ${msg.message}`);
       return console.warn("server error:", msg.code, msg.message);
     default: return host.handle(msg);
+  }
+}
+
+/** The meeting is being recorded (or no longer): a red badge for everyone while it runs. */
+function recording(msg) {
+  state.recording = msg.on ? { started_ms: msg.started_ms, by: msg.by } : null;
+  const badge = $("rec-badge");
+  badge.hidden = !msg.on;
+  badge.textContent = msg.on ? t("recording_by", { name: msg.by }) : "";
+  const button = $("record");
+  button.textContent = t(msg.on ? "stop_recording" : "record");
+  button.setAttribute("aria-pressed", String(msg.on));
+}
+
+async function toggleRecording() {
+  if (!session) return;
+  const action = state.recording ? "stop" : "start";
+  try {
+    await api("POST", `/api/meeting/${encodeURIComponent(state.roomId)}/recording`, { token: session.token, action });
+  } catch (err) {
+    status(String(err.message || err), "error");
   }
 }
 
@@ -348,6 +370,7 @@ function init() {
   });
   setupNotes(state.roomId, state);
   $("leave").addEventListener("click", leave);
+  $("record").addEventListener("click", toggleRecording);
   $("copy-link").addEventListener("click", () => {
     navigator.clipboard?.writeText(location.origin + location.pathname).then(() => status(t("link_copied"), "ok"), () => {});
   });
