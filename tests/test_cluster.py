@@ -4,11 +4,13 @@ head count, chat both ways, a Redis restart mid-meeting (everyone resubscribes a
 lost), a burst against a tiny subscriber buffer, the kill of either process, and a restart of every process."""
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
 import signal
 import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -141,6 +143,13 @@ def test_redis_restart_every_process_resubscribes_and_nothing_ordered_is_lost(pa
         redis_server.stop()
         alice.send(p.Chat("said while Redis was down"))
         t0 = time.monotonic()
+        status, body = a.api("POST", "/api/meeting/create", {"user_id": "o", "room_id": f"{room}-x"})
+        assert (status, body["error"]) == (503, "backplane_unavailable"), body        # a clear answer, no hang
+        try:
+            urllib.request.urlopen(a.url + "/ready", timeout=5)
+            raise AssertionError("/ready said ready without Redis")
+        except urllib.error.HTTPError as err:
+            assert err.code == 503 and "redis" in json.loads(err.read())["waiting_for"]
         redis_server.start()
         assert bob.expect(p.Chat, timeout=5).text == "said while Redis was down"
         for server, was in zip(pair, before):
