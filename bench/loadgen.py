@@ -8,11 +8,15 @@ with ("ok", result) or ("error", text):
     ("run", schedule)               see Worker.run
     ("close",)                      close every socket
     ("exit",)
+
+`flood_main` is the entry point of another kind of load process, the flooding clients' (FloodWorker): the same
+commands, with rooms of [(user_id, token, ws_url[, port]), ...].
 """
 from __future__ import annotations
 
 import os
 import pathlib
+import select
 import time
 from array import array
 from collections import Counter
@@ -21,7 +25,7 @@ import numpy as np
 
 from bench.posegen import pose_sequence, quantized
 from bench.stats import bucket_drops
-from bench.wsclient import Connection, EventLoop, open_websocket
+from bench.wsclient import OP_BIN, OP_TEXT, Connection, EventLoop, client_frame, open_websocket
 from wire import posedata
 from wire import protocol as p
 
@@ -37,14 +41,22 @@ class Room:
         self.room_id = room_id
         self.by_slot: dict[int, Participant] = {}
         self.members: list[Participant] = []
+        self.outsiders: frozenset[int] = frozenset()   # slots of members in another process (the flooders)
 
 
 class PoseCounting:
     """What a load client does with each relayed POSE (the WebSocket's and WebRTC's alike): which of the sender's
-    frames it is (by its 8-bit seq), that it arrived, and how long it took. Needs `worker`, `room`, `last_idx`."""
+    frames it is (by its 8-bit seq), that it arrived, and how long it took. Needs `worker`, `room`, `last_idx`.
+    A POSE from one of `outsiders` (a flooding client's slot; that client lives in the flood process) is only
+    counted apart: it is neither a frame the others wait for nor part of their latencies."""
+
+    outsiders: frozenset[int] = frozenset()
 
     def count_pose(self, slot: int, seq: int, wire_bytes: int, now: float) -> None:
         w = self.worker
+        if slot in self.outsiders:
+            w.count_outsider(self, slot, now)
+            return
         if w.current >= 0:
             w.pose_msgs[w.current] += 1
             w.pose_bytes[w.current] += wire_bytes
@@ -231,8 +243,20 @@ class LoadWorker:
                 "readers": sum(1 for r in self.rooms for m in r.members if not (m.stuck and a >= stuck_from)),
                 "cpu_user_s": cpu_marks[name + ":b"][0] - cpu_marks[name + ":a"][0],
                 "cpu_sys_s": cpu_marks[name + ":b"][1] - cpu_marks[name + ":a"][1],
-                "anomalies": dict(self.anomalies), "stuck_queues": self.stuck_queues})
+                "anomalies": dict(self.anomalies),
+                "stuck_queues": getattr(self, "queues", {}).get(name, self.stuck_queues),
+                "outsider_frames_received": self.outsider_msgs[i],
+                "outsider_frames_relayed": _most_per_sender(self.outsider_rx, i),
+                "outsider_frames_relayed_since_flood": _most_per_sender(self.outsider_rx, "flood")})
         return out
+
+    def count_outsider(self, receiver, slot: int, now: float) -> None:
+        """A POSE from an outsider's slot (a flooder's): per window, and per (receiver, sender) since the flood."""
+        if self.current >= 0:
+            self.outsider_msgs[self.current] += 1
+            self.outsider_rx[(self.current, receiver.room.room_id, slot, receiver.user_id)] += 1
+        if now >= self.outsider_from:
+            self.outsider_rx[("flood", receiver.room.room_id, slot, receiver.user_id)] += 1
 
 
     def _reset(self, windows: list[tuple[str, float, float]]) -> None:
@@ -243,6 +267,9 @@ class LoadWorker:
         self.pose_msgs, self.pose_bytes = [0] * k, [0] * k
         self.rec_send, self.rec_lat = array("d"), array("d")
         self.record_from = min((a for _, a, _ in windows), default=float("inf"))
+        self.outsider_msgs = [0] * k
+        self.outsider_rx: Counter = Counter()
+        self.outsider_from = float("inf")
 
     def window_bytes(self, now: float, n: int) -> None:
         if not self.win_a <= now < self.win_b:
@@ -299,12 +326,24 @@ class Worker(LoadWorker):
 
     def run(self, sched: dict) -> list[dict]:
         """sched: start, stop_send, until (end of drain), windows [(name, a, b)], stuck_at (or None),
-        rate_factor, phase_seed. Every client sends from its own phase after `start` until `stop_send`."""
+        rate_factor, phase_seed; optional: outsiders {room_id: [slot, ...]} (the flooders, in the flood process)
+        and flood_at (when they start flooding). Every client sends from its own phase after `start` until
+        `stop_send`."""
         loop = self.loop
+        outsiders = sched.get("outsiders") or {}
+        for room in self.rooms:
+            room.outsiders = frozenset(outsiders.get(room.room_id, ()))
+            for m in room.members:
+                m.outsiders = room.outsiders
+        self.queues = {}
         cpu_marks = self._start(sched)
+        if sched.get("flood_at") is not None:
+            self.outsider_from = sched["flood_at"]
         if sched.get("stuck_at") is not None:
             loop.call_at(sched["stuck_at"], self._get_stuck)
-            loop.call_at(self.windows[-1][2] - 0.01, self._read_stuck_queues)
+            for name, _, b in self.windows:
+                if name in ("stuck", "flood"):
+                    loop.call_at(b - 0.01, lambda name=name: self._read_stuck_queues(name))
         loop.run_until(sched["until"])
         return self._report(cpu_marks)
 
@@ -314,21 +353,13 @@ class Worker(LoadWorker):
                 if m.stuck:
                     self.loop.pause(m)
 
-    def _read_stuck_queues(self) -> None:
-        """Bytes waiting in both ends of each stuck reader's TCP connection (/proc/net/tcp): the server's
-        send queue shows whether its socket filled up."""
-        pairs = {m.ports for r in self.rooms for m in r.members if m.stuck}
-        q: dict[str, list[int]] = {"server_send_queue_bytes": [], "server_recv_queue_bytes": [],
-                                   "client_send_queue_bytes": [], "client_recv_queue_bytes": []}
-        for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            f = line.split()
-            local, remote = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16)
-            tx, rx = (int(x, 16) for x in f[4].split(":"))
-            side = "server" if (remote, local) in pairs else "client" if (local, remote) in pairs else None
-            if side:
-                q[f"{side}_send_queue_bytes"].append(tx)
-                q[f"{side}_recv_queue_bytes"].append(rx)
-        self.stuck_queues = q
+    def _read_stuck_queues(self, window: str = "stuck") -> None:
+        """Bytes waiting in both ends of each stuck reader's TCP connection (/proc/net/tcp) at the end of
+        `window`: the server's send queue shows whether its socket filled up."""
+        q = tcp_queues({m.ports for r in self.rooms for m in r.members if m.stuck})
+        self.queues[window] = q
+        if window == "stuck":
+            self.stuck_queues = q
 
     def close(self) -> dict:
         self.closing = True
@@ -350,3 +381,30 @@ class Worker(LoadWorker):
 def worker_main(conn) -> None:
     """Entry point of a load process (multiprocessing target)."""
     Worker(conn).serve()
+
+
+def tcp_queues(pairs: set[tuple[int, int]]) -> dict[str, list[int]]:
+    """Bytes queued at both ends of the loopback TCP connections given as (client port, server port) pairs,
+    from /proc/net/tcp."""
+    q: dict[str, list[int]] = {"server_send_queue_bytes": [], "server_recv_queue_bytes": [],
+                               "client_send_queue_bytes": [], "client_recv_queue_bytes": []}
+    for line in pathlib.Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        local, remote = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16)
+        tx, rx = (int(x, 16) for x in f[4].split(":"))
+        side = "server" if (remote, local) in pairs else "client" if (local, remote) in pairs else None
+        if side:
+            q[f"{side}_send_queue_bytes"].append(tx)
+            q[f"{side}_recv_queue_bytes"].append(rx)
+    return q
+
+
+def _most_per_sender(rx: Counter, window) -> int:
+    """Frames of each outsider that reached its best-served receiver, summed over the outsiders: how many of
+    its frames the server relayed (a receiver's queue may replace a pose by a newer one; the best one lost least)."""
+    best: dict[tuple, int] = {}
+    for (w, room, slot, _), n in rx.items():
+        if w == window:
+            best[(room, slot)] = max(best.get((room, slot), 0), n)
+    return sum(best.values())
+
