@@ -158,7 +158,7 @@ class RedisBus:
         self._waiting = False                              # the publisher sleeps: the next event wakes it
         self._stop = threading.Event()
         self._dead: dict[str, float] = {}                  # workers found dead -> when
-        self.leases: dict[str, object] = {}                # room id -> callable(held: bool) for its AI host
+        self.leases: dict[str, object] = {}                # room id -> what starts its AI host here (no arguments)
         self._held_leases: set[str] = set()
         self._threads: list[threading.Thread] = []
 
@@ -199,16 +199,10 @@ class RedisBus:
     def create_room(self, room_id: str, meta: dict) -> bool:
         """Store a new room's settings; False when a room with that id exists."""
         key = self.key("room", room_id)
-        pipe = self.r.pipeline()
-        pipe.hsetnx(key, "created_at", meta["created_at"])
-        pipe.hset(key, mapping={k: v for k, v in meta.items() if k != "created_at"})
-        created, _ = self._call(pipe.execute)
-        if not created:
-            self._call(self.r.hset, key, mapping={"created_at": meta["created_at"]})   # (the one we overwrote)
-        return bool(created)
-
-    def save_room(self, room_id: str, meta: dict) -> None:
-        self._call(self.r.hset, self.key("room", room_id), mapping=meta)
+        if not self._call(self.r.hsetnx, key, "created_at", meta["created_at"]):
+            return False                                 # (a room is whole once it has "max": see load_room)
+        self._call(self.r.hset, key, mapping={k: v for k, v in meta.items() if k != "created_at"})
+        return True
 
     def load_room(self, room_id: str) -> dict | None:
         meta = self._call(self.r.hgetall, self.key("room", room_id))
@@ -247,6 +241,8 @@ class RedisBus:
             self._unsubscribe.add(room_id)
             self.leases.pop(room_id, None)
             self._held_leases.discard(room_id)
+            for key in [k for k in list(self._seen) if k[0] == room_id]:     # (the listener adds keys meanwhile)
+                self._seen.pop(key, None)
 
     # --- members --------------------------------------------------------------------------
 
