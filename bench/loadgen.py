@@ -14,6 +14,7 @@ commands, with rooms of [(user_id, token, ws_url[, port]), ...].
 """
 from __future__ import annotations
 
+import heapq
 import os
 import pathlib
 import select
@@ -25,7 +26,7 @@ import numpy as np
 
 from bench.posegen import pose_sequence, quantized
 from bench.stats import bucket_drops
-from bench.wsclient import OP_BIN, OP_TEXT, Connection, EventLoop, client_frame, open_websocket
+from bench.wsclient import OP_BIN, Connection, EventLoop, client_frame, open_websocket
 from wire import posedata
 from wire import protocol as p
 
@@ -408,3 +409,357 @@ def _most_per_sender(rx: Counter, window) -> int:
             best[(room, slot)] = max(best.get((room, slot), 0), n)
     return sum(best.values())
 
+
+
+# --- flooding clients ---------------------------------------------------------------------------------------
+#
+# The flooders live in a load process of their own (fanout starts one for all of them), not in the processes
+# that measure: a flooder writes as much as its socket takes, and in a measuring process every byte of that
+# would be written between the measuring clients' reads and sends on the same loop, delaying their timestamps
+# (the bench's own artefact, not the server's). In a process of its own it costs what a real flooding client on
+# the same machine would: the scheduler's share of a core, no more. It cannot spin either: it writes only while
+# the socket says it is writable (epoll, level-triggered), at most FLOOD_WAKE_BYTES per wake-up before it looks
+# at its timers and reads again, and the server, which parses every frame, is far slower than the kernel's copy,
+# so the flooder spends most of the flood asleep waiting for room in its socket.
+
+FLOOD_CHUNK_FRAMES = 256                # pose frames in one pre-masked chunk a flooder writes
+FLOOD_WAKE_BYTES = 1 << 20              # the most a flooder writes per wake-up before the loop runs its timers
+
+
+class FloodLoop(EventLoop):
+    """EventLoop with interest in writing: a connection that wants it gets `write_ready(now)` whenever its socket
+    has room (level-triggered EPOLLOUT), besides `read(now)` when there is something to read."""
+
+    def want_write(self, conn: Connection, on: bool) -> None:
+        fd = conn.sock.fileno()
+        if fd in self.conns:
+            self.ep.modify(fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+
+    def run_until(self, deadline: float, done=None) -> bool:
+        timers, conns, poll, mono = self.timers, self.conns, self.ep.poll, time.monotonic
+        next_check = 0.0
+        while True:
+            now = mono()
+            while timers and timers[0][0] <= now:
+                heapq.heappop(timers)[2]()
+                now = mono()
+            if done is not None and now >= next_check:
+                if done():
+                    return True
+                next_check = now + 0.05
+            if now >= deadline:
+                return False
+            wake = min(deadline, timers[0][0] if timers else deadline, next_check if done else deadline)
+            events = poll(max(0.0, wake - now))
+            if events:
+                now = mono()
+                for fd, ev in events:
+                    conn = conns.get(fd)
+                    if conn is None:
+                        continue
+                    if ev & select.EPOLLOUT:
+                        conn.write_ready(now)
+                    if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and not conn.closed:
+                        conn.read(now)
+                    if conn.closed:
+                        self.pause(conn)
+
+
+class Flooder(Connection):
+    """A flooding participant. Until the flood it is like any other (POSE at the tier's rate, reads everything);
+    during the flood it writes pre-masked POSE key frames as fast as its socket takes them (the server drops the
+    excess by its per-sender rate limit) and CHAT at the flood's chat rate, above the server's (it answers ERROR
+    rate_limited). From the flood's start until its queue is written out, every frame (pongs too) goes through
+    that queue, whole frames in order. What it receives it counts, nothing more."""
+
+    def __init__(self, sock, worker: FloodWorker, room_id: str, user_id: str):
+        super().__init__(sock, b"")
+        self.worker, self.room_id, self.user_id = worker, room_id, user_id
+        self.ports = sock.getsockname()[1], sock.getpeername()[1]    # (client, server)
+        self.slot: int | None = None
+        self.fps, self.bits = 0, 0
+        self.stream: posedata.PoseStream | None = None
+        self.flooding = False                   # writing the flood
+        self.via_queue = False                  # frames go through `urgent` and `pending`
+        self.pending = memoryview(b"")          # what is left of the chunk being written
+        self.pending_frames = self.pending_chats = 0
+        self.urgent: list[bytes] = []           # frames to write before the next chunk (the rest of `out`, pongs)
+        self.chat_due = 0
+
+    # --- the normal participant before the flood -------------------------------------------------------------
+
+    def start_normal(self, first: float, rate_factor: float, stop: float, offset: int) -> None:
+        self.rate_factor, self.normal_stop, self.offset, self.k, self.next_at = rate_factor, stop, offset, 0, first
+        self.worker.loop.call_at(first, self._tick)
+
+    def _tick(self) -> None:
+        if self.closed or self.via_queue or not self.fps:
+            return
+        if self.stream is None:
+            self.stream = posedata.PoseStream(self.bits, self.fps)
+        elif (self.stream.bits, self.stream.key_every) != (self.bits, self.fps):
+            self.stream.set_tier(self.bits, self.fps)       # the page follows a TIER the same way
+        frames = self.worker._pose_frames(self.fps, self.bits)
+        self.send(p.encode(p.Pose(self.stream.encode(frames[(self.offset + self.k) % len(frames)]))))
+        self.k += 1
+        self.next_at += 1.0 / (self.fps * self.rate_factor)
+        if self.next_at < self.normal_stop:
+            self.worker.loop.call_at(self.next_at, self._tick)
+
+    # --- the flood ---------------------------------------------------------------------------------------------
+
+    def start_flood(self) -> None:
+        if self.closed:
+            return
+        self.flooding = self.via_queue = True
+        if self.out:                            # the rest of a frame the socket did not take: first
+            self.urgent.append(bytes(self.out))
+            self.out = b""
+        self.worker.loop.want_write(self, True)
+
+    def stop_flood(self) -> None:
+        self.flooding = False                   # the chunk being written is finished, then the queue emptied
+
+    def chat(self) -> None:
+        if self.flooding and not self.closed:
+            self.chat_due += 1
+            self.worker.loop.want_write(self, True)
+
+    def send(self, payload: bytes, opcode: int = OP_BIN) -> None:
+        if not self.via_queue:
+            super().send(payload, opcode)
+        elif not self.closed:
+            self.urgent.append(client_frame(payload, opcode))
+            self.worker.loop.want_write(self, True)
+
+    def _refill(self) -> bool:
+        parts, self.urgent = self.urgent, []
+        chats = frames = 0
+        if self.flooding:
+            w = self.worker
+            while self.chat_due:
+                w.chats_made += 1
+                parts.append(client_frame(p.encode(p.Chat(f"flood {self.user_id} #{w.chats_made}")), OP_BIN))
+                self.chat_due -= 1
+                chats += 1
+            parts.append(w.flood_chunk(self.bits))
+            frames = FLOOD_CHUNK_FRAMES
+        if not parts:
+            return False
+        self.pending, self.pending_frames, self.pending_chats = memoryview(b"".join(parts)), frames, chats
+        return True
+
+    def write_ready(self, now: float) -> None:
+        budget = FLOOD_WAKE_BYTES
+        while budget > 0:
+            if not self.pending and not self._refill():
+                self.via_queue = False          # the flood is over and its queue written: back to plain sends
+                self.worker.loop.want_write(self, False)
+                return
+            try:
+                n = self.sock.send(self.pending)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.closed, self.pending, self.urgent = True, memoryview(b""), []
+                return
+            budget -= n
+            self.pending = self.pending[n:]
+            if self.pending:
+                return                          # the socket is full: wait until it has room again
+            self.worker.flood_written(self.pending_frames, self.pending_chats, now)
+
+    def finish(self, timeout: float = 2.0) -> None:
+        """Write the rest of the queue (blocking, at most `timeout` s): the close frame must follow whole frames."""
+        if not self.via_queue:
+            return
+        self.flooding = False
+        rest = bytes(self.pending) + b"".join(self.urgent)
+        self.pending, self.urgent, self.via_queue = memoryview(b""), [], False
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.sendall(rest)
+            self.sock.setblocking(False)
+        except OSError:
+            self.closed = True
+
+    # --- receiving ---------------------------------------------------------------------------------------------
+
+    def on_binary(self, buf: bytearray, s: int, n: int, now: float) -> None:
+        w = self.worker
+        if n > 7 and buf[s] == 0x94 and buf[s + 1] == 1 and buf[s + 2] == 1:      # a relayed POSE
+            w.rx_poses += 1
+            return
+        try:
+            msg = p.decode_server(bytes(buf[s:s + n]))
+        except p.ProtocolError as exc:
+            w.anomalies[f"undecodable: {exc.code}"] += 1
+            return
+        if isinstance(msg, p.Welcome):
+            self.slot = msg.slot
+        elif isinstance(msg, p.Tier):
+            self.fps, self.bits = msg.fps, msg.bits
+            w.last_tier_at = time.monotonic()
+        elif isinstance(msg, p.Error):
+            w.error(msg.code, now)
+
+    def on_other(self, b0: int, payload: bytes) -> None:
+        self.worker.anomalies[f"unexpected frame 0x{b0:02x}"] += 1
+
+    def on_lost(self) -> None:
+        if not self.worker.closing:
+            self.worker.anomalies[f"socket closed by the server ({self.close_code})"] += 1
+
+
+class FloodWorker(LoadWorker):
+    """The flooders' load process: the commands of Worker (connect, run, close); see Flooder."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.flooders: list[Flooder] = []
+        self.closing = False
+        self.anomalies: Counter = Counter()
+        self.last_tier_at = 0.0
+        self.loop = FloodLoop()
+        self._frames: dict[tuple[int, int], list[list[int]]] = {}
+        self._chunks: dict[int, tuple[bytes, int]] = {}
+        self.windows: list = []
+
+    def connect(self, host: str, port: int, rooms: list, timeout: float = 30.0) -> dict:
+        """rooms: [(room_id, [(user_id, token, ws_url[, port]), ...]), ...]. Returns the flooders' slots by room."""
+        self.closing, self.flooders, self.loop = False, [], FloodLoop()
+        self.anomalies.clear()
+        for room_id, members in rooms:
+            for user_id, token, ws_url, *own_port in members:
+                sock, rest = open_websocket(host, own_port[0] if own_port else port, ws_url, timeout=timeout)
+                f = Flooder(sock, self, room_id, user_id)
+                self.flooders.append(f)
+                self.loop.add(f)
+                if rest:
+                    f.feed(rest, time.monotonic())
+                f.send(p.encode(p.Join(token)))
+
+        def settled() -> bool:
+            return all(f.fps and f.slot is not None for f in self.flooders) and \
+                time.monotonic() - self.last_tier_at > 0.5
+
+        if not self.loop.run_until(time.monotonic() + timeout, settled):
+            raise TimeoutError("flooders did not get WELCOME and TIER")
+        slots: dict[str, list[int]] = {}
+        for f in self.flooders:
+            slots.setdefault(f.room_id, []).append(f.slot)
+        return {"clients": len(self.flooders), "slots": slots}
+
+    def flood_chunk(self, bits: int) -> bytes:
+        """FLOOD_CHUNK_FRAMES POSE key frames at `bits` (seq 0..255, key ids 0..31), each a masked client
+        frame: built once, written again and again (the server checks frames, not masks)."""
+        if bits not in self._chunks:
+            q = self._pose_frames(10, bits)
+            frames = [client_frame(p.encode(p.Pose(posedata.encode_key(q[i % len(q)], bits, i & 0x1F, i & 0xFF))))
+                      for i in range(FLOOD_CHUNK_FRAMES)]
+            assert len({len(f) for f in frames}) == 1
+            self._chunks[bits] = (b"".join(frames), len(frames[0]))
+        return self._chunks[bits][0]
+
+    def _window(self, now: float) -> int:
+        for i, (_, a, b) in enumerate(self.windows):
+            if a <= now < b:
+                return i
+        return -1
+
+    def flood_written(self, frames: int, chats: int, now: float) -> None:
+        i = self._window(now)
+        if i >= 0:
+            self.win_frames[i] += frames
+            self.win_chats[i] += chats
+        self.total["flood_frames_sent"] += frames
+        self.total["chat_sent"] += chats
+
+    def error(self, code: str, now: float) -> None:
+        if code == "rate_limited":
+            i = self._window(now)
+            if i >= 0:
+                self.win_limited[i] += 1
+            self.total["chat_rate_limited"] += 1
+        else:
+            self.anomalies[f"ERROR {code}"] += 1
+
+    def run(self, sched: dict) -> dict:
+        """sched as Worker.run's, with flood_at (the flood starts), chat_rate (chat messages a second per flooder
+        during the flood). The flood lasts from flood_at to stop_send."""
+        loop = self.loop
+        self.windows = sched["windows"]
+        k = len(self.windows)
+        self.win_frames, self.win_chats, self.win_limited = [0] * k, [0] * k, [0] * k
+        self.total: Counter = Counter()
+        self.rx_poses, self.chats_made, self.backlog = 0, 0, {}
+        loop.run_until(time.monotonic() + 0.05)         # TIERs that came while this process waited
+        for f in self.flooders:
+            self.flood_chunk(f.bits)                     # built now, not at the flood's start
+        cpu_marks: dict[str, tuple[float, float]] = {}
+        for name, a, b in self.windows:
+            for edge, t in (("a", a), ("b", b)):
+                loop.call_at(t, lambda key=f"{name}:{edge}": cpu_marks.__setitem__(key, os.times()[:2]))
+        g = sched.get("phase_seed", 0)
+        for j, f in enumerate(self.flooders):
+            g += 1
+            period = 1.0 / (max(1, f.fps) * sched["rate_factor"])
+            f.start_normal(sched["start"] + ((g * 0.6180339887) % 1.0) * period, sched["rate_factor"],
+                           sched["flood_at"], 37 * j)
+        loop.call_at(sched["flood_at"], self._flood)
+        rate = sched.get("chat_rate") or 0
+        if rate > 0:
+            def chat(t: float) -> None:
+                for f in self.flooders:
+                    f.chat()
+                if t + 1.0 / rate < sched["stop_send"]:
+                    loop.call_at(t + 1.0 / rate, lambda: chat(t + 1.0 / rate))
+            loop.call_at(sched["flood_at"], lambda: chat(sched["flood_at"]))
+        loop.call_at(sched["stop_send"], self._stop)
+        loop.call_at(sched["until"] - 0.01, lambda: self._read_backlog("end"))
+        loop.run_until(sched["until"])
+        frame_bytes = self._chunks[min(self._chunks)][1] if self._chunks else None
+        return {
+            "windows": [{"name": name, "flood_frames_sent": self.win_frames[i], "chat_sent": self.win_chats[i],
+                         "chat_rate_limited": self.win_limited[i],
+                         "cpu_user_s": cpu_marks[name + ":b"][0] - cpu_marks[name + ":a"][0],
+                         "cpu_sys_s": cpu_marks[name + ":b"][1] - cpu_marks[name + ":a"][1]}
+                        for i, (name, _, _) in enumerate(self.windows)],
+            "flooders": len(self.flooders), "frame_bytes": frame_bytes,
+            **{key: self.total[key] for key in ("flood_frames_sent", "chat_sent", "chat_rate_limited")},
+            "relayed_poses_received": self.rx_poses, **self.backlog}
+
+    def _flood(self) -> None:
+        for f in self.flooders:
+            f.start_flood()
+
+    def _stop(self) -> None:
+        for f in self.flooders:
+            f.stop_flood()
+        self._read_backlog("stop")
+
+    def _read_backlog(self, when: str) -> None:
+        """Flood bytes written but not yet read by the server: the flooders' send queues and the server's
+        receive queues of their connections (/proc/net/tcp), plus what the flooders still hold themselves."""
+        q = tcp_queues({f.ports for f in self.flooders})
+        held = sum(len(f.pending) + sum(map(len, f.urgent)) for f in self.flooders)
+        self.backlog[f"backlog_bytes_at_{when}"] = sum(q["client_send_queue_bytes"]) + \
+            sum(q["server_recv_queue_bytes"]) + held
+
+    def close(self) -> dict:
+        self.closing = True
+        for f in self.flooders:
+            f.finish()
+            f.close()
+        self.loop.run_until(time.monotonic() + 0.3)
+        self.loop.close()
+        for f in self.flooders:
+            f.sock.close()
+        anomalies = dict(self.anomalies)
+        self.flooders = []
+        return anomalies
+
+
+def flood_main(conn) -> None:
+    """Entry point of the flooders' load process (multiprocessing target)."""
+    FloodWorker(conn).serve()

@@ -43,6 +43,19 @@ def add_samples(samples: list[dict]) -> dict:
     return {k: sum(s[k] for s in samples) for k in ("user", "sys", "switches", "threads")}
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {'name{labels}': value} (comments skipped)."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            try:
+                out[key] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
 class GunicornServer:
     """`gunicorn -c gunicorn.conf.py <app>` from the repository root, on a free 127.0.0.1 port."""
 
@@ -115,6 +128,20 @@ class GunicornServer:
                 return resp.status, {"raw": raw[:200].decode(errors="replace")}
         finally:
             conn.close()
+
+    def metrics(self, timeout: float = 10.0) -> dict[str, float] | None:
+        """The server's /metrics as {'name{labels}': value}, e.g. 'avatar_dropped_total{reason="pose_rate"}';
+        None when it has none (the naive relay) or does not answer."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            raw = resp.read()
+        except OSError:
+            return None
+        finally:
+            conn.close()
+        return parse_metrics(raw.decode(errors="replace")) if resp.status == 200 else None
 
     @property
     def url(self) -> str:
@@ -222,6 +249,17 @@ class ServerGroup:
 
     def worker_pids(self) -> list[int]:
         return [pid for server in self.servers for pid in server.worker_pids()]
+
+    def metrics(self, timeout: float = 10.0) -> dict[str, float] | None:
+        """Every server's /metrics summed (None if one has none)."""
+        out: dict[str, float] = {}
+        for server in self.servers:
+            m = server.metrics(timeout)
+            if m is None:
+                return None
+            for key, value in m.items():
+                out[key] = out.get(key, 0.0) + value
+        return out
 
     def log_problems(self, limit: int = 8) -> dict:
         logs = [server.log_problems(limit) for server in self.servers]
