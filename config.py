@@ -59,6 +59,11 @@ class Settings:
     RESUME_TOKEN_TTL: int = _key(43200, 60, 7 * 86400)   # seconds a resume token (in WELCOME) stays valid
     OUTBOX_LIMIT: int = _key(512, 16, 100000)       # ordered messages queued for a receiver before it is closed
     MAX_BAD_MESSAGES: int = _key(20, 1, 10000)      # invalid messages in a row before the channel is closed (4000)
+    INPUT_RATE: float = _key(200.0, 10.0, 100000.0) # messages a second a participant may send in all (a page sends
+                                                    # about 85: poses, microphone, chat); above it they are dropped
+                                                    # unread and its WebSocket is not read for a moment (TCP pushes
+                                                    # back), so a flooding sender costs the room nothing
+    INPUT_BURST: float = _key(400.0, 10.0, 1000000.0)   # … and in a burst
     WS_SEND_BUFFER: int = _key(65536, 4096, 16 << 20)   # kernel send buffer per socket: small, so stale pose frames
                                                         # wait in the latest-wins outbox, not in the kernel
     WS_PARSER: str = _key("own", choices=("own", "wsproto"))   # the WebSocket frame parser (bench.fanout compares)

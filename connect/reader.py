@@ -6,9 +6,11 @@ checked and queued for its receivers, whose writer thread sends it on. No per-so
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import selectors
 import socket
+import time
 from collections import deque
 
 from connect.selectorthread import SelectorThread
@@ -16,6 +18,8 @@ from connect.wsframes import FrameError
 
 log = logging.getLogger(__name__)
 RECV_BYTES = 65536
+THROTTLED_BYTES = 2048          # what a socket over its input budget gets read at a time …
+PAUSE = 0.25                    # … once per this many seconds: the kernel's buffer fills and TCP stops the sender
 
 
 class SocketReader(SelectorThread):
@@ -24,6 +28,8 @@ class SocketReader(SelectorThread):
     def __init__(self):
         super().__init__()
         self._adds: deque = deque()
+        self._paused: list = []             # heap of (resume at, n, conn): sockets over their input budget
+        self._n = 0
 
     def add(self, conn) -> None:
         """Start reading `conn` (a connect.websocket.Connection); safe from any thread."""
@@ -33,7 +39,8 @@ class SocketReader(SelectorThread):
 
     def _run(self) -> None:
         while True:
-            for key, _ in self._sel.select(timeout=1.0):
+            timeout = 1.0 if not self._paused else max(0.0, min(1.0, self._paused[0][0] - time.monotonic()))
+            for key, _ in self._sel.select(timeout=timeout):
                 if key.data is None:
                     self._woken()
                     while self._adds:
@@ -41,10 +48,20 @@ class SocketReader(SelectorThread):
                         self._sel.register(conn.sock, selectors.EVENT_READ, conn)
                 else:
                     self._read(key.data)
+            now = time.monotonic()
+            while self._paused and self._paused[0][0] <= now:
+                conn = heapq.heappop(self._paused)[2]
+                if not conn.done_reading:
+                    try:
+                        self._sel.register(conn.sock, selectors.EVENT_READ, conn)
+                    except (OSError, ValueError, KeyError):     # closed meanwhile (its session ended)
+                        pass
 
     def _read(self, conn) -> None:
+        session = conn.session
+        session.throttled = False           # set by the session when a message is over the sender's budget
         try:
-            data = conn.sock.recv(RECV_BYTES, socket.MSG_DONTWAIT)
+            data = conn.sock.recv(THROTTLED_BYTES if conn.slow else RECV_BYTES, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
         except OSError:
@@ -66,3 +83,10 @@ class SocketReader(SelectorThread):
         if conn.done_reading:
             self._sel.unregister(conn.sock)
             conn.finished.set()
+        elif session.throttled:             # a flooding sender: not read again for a moment, then a little at a time
+            conn.slow = True
+            self._sel.unregister(conn.sock)
+            self._n += 1
+            heapq.heappush(self._paused, (time.monotonic() + PAUSE, self._n, conn))
+        else:
+            conn.slow = False

@@ -7,7 +7,7 @@ import secrets
 
 from connect.tokens import TokenError
 from meeting.errors import MeetingError, NotInRoom, RoomFull, RoomNotFound, UserAlreadyInRoom
-from meeting.participant import Participant
+from meeting.participant import Participant, RateLimiter
 from meeting.room import JitsiRoom
 from wire import protocol as p
 
@@ -30,8 +30,15 @@ class MeetingSession:
         self.room: JitsiRoom | None = None
         self.member: Participant | None = None
         self.bad = 0
+        config = services.config
+        self.budget = RateLimiter(config["INPUT_RATE"], config["INPUT_BURST"])
+        self.throttled = False              # over its input budget: the transport may stop reading for a moment
 
     def on_message(self, data: bytes) -> None:
+        if not self.budget.allow():         # flooding: dropped unread (not even decoded)
+            self.throttled = True
+            self.traffic.add("drop.flood")
+            return
         try:
             if self.member is None:
                 self._join(data)

@@ -40,6 +40,7 @@ class Connection:
         self.session = MeetingSession(self, room_id, services)
         self.finished = threading.Event()          # the reader is done with the socket
         self.done_reading = False
+        self.slow = False                          # it flooded: read a little at a time (connect.reader)
         self.peer_closed = False                   # the client said goodbye (a close frame)
 
     def on_frame(self, opcode: int, payload: bytes) -> None:

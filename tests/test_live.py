@@ -5,6 +5,7 @@ import time
 import uuid
 
 import msgpack
+import numpy as np
 import pytest
 
 from tests.minting import mint, tampered
@@ -319,6 +320,73 @@ def test_chat_flood_is_refused_with_an_error_and_others_are_undisturbed(live_ser
     assert 20 <= len(got) < 40
     room.b_still_receives(3)
     room.close()
+
+
+def test_a_flooding_sender_costs_the_room_nothing(live_server):
+    """A participant that writes pose frames as fast as its socket takes them (far above its input budget):
+    its excess is dropped unread and its socket is read a little at a time, so a 20 fps face elsewhere in the
+    room arrives without gaps and the server is not kept busy."""
+    import threading
+    import urllib.request
+    room = Room3(live_server)
+    flooder = MeetingClient(live_server, room.room, "flooder")
+    frame = p.encode(p.Pose(pose_for(flooder.slot)))
+    stop, arrivals, sent = threading.Event(), [], []
+
+    def flood():
+        try:
+            while not stop.is_set():
+                for _ in range(200):
+                    flooder.ws.send(frame)
+                sent.append(200)
+        except Exception:  # noqa: BLE001 - its socket may be closed under it at the end
+            pass
+
+    def face():
+        seq = 0
+        while not stop.is_set():
+            room.a.send(p.Pose(pose_for(room.a.slot, seq % 100)))
+            seq += 1
+            stop.wait(0.05)
+
+    threads = [threading.Thread(target=flood, daemon=True), threading.Thread(target=face)]
+    for t in threads:
+        t.start()
+    start = time.monotonic()
+    cpu0 = _server_cpu(live_server)
+    while time.monotonic() - start < 3:
+        msg = room.b.recv(0.5)
+        if isinstance(msg, p.Pose) and msg.slot == room.a.slot:
+            arrivals.append(time.monotonic())
+    cpu = (_server_cpu(live_server) - cpu0) / (time.monotonic() - start)
+    stop.set()
+    threads[1].join()
+    gaps = np.diff(arrivals)
+    assert len(arrivals) >= 45 and gaps.max() < 0.25, (len(arrivals), gaps.max())      # 20 fps, no gap
+    assert sum(sent) > 5000                             # it did flood
+    assert cpu < 0.5, f"the flood kept the server {cpu:.0%} busy"
+    text = urllib.request.urlopen(live_server.url + "/metrics", timeout=5).read().decode()
+    assert 'avatar_dropped_total{reason="flood"}' in text
+    flooder.close()
+    room.b_still_receives(7)
+    room.close()
+
+
+def _server_cpu(server) -> float:
+    """CPU seconds of the server's processes (gunicorn's master and its worker)."""
+    import os
+    import pathlib
+    total = 0.0
+    for d in pathlib.Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d.name) == server.proc.pid or int(fields[1]) == server.proc.pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def test_a_failing_channel_does_not_stop_the_writer():
