@@ -30,6 +30,7 @@ METRIC_POSE_RATE = 'avatar_dropped_total{reason="pose_rate"}'      # the server'
 METRIC_CHAT_RATE = 'avatar_dropped_total{reason="chat_rate"}'
 METRIC_STALE_POSE = 'avatar_dropped_total{reason="stale_pose"}'
 METRIC_POSE_IN = 'avatar_messages_in_total{kind="pose"}'
+METRIC_FLOOD = 'avatar_dropped_total{reason="flood"}'            # over a sender's input budget, dropped unread
 
 
 def log(msg: str) -> None:
@@ -215,7 +216,8 @@ def flood_figures(report: dict, wi: int, parts: list[dict], scrapes: dict, per_r
         "frames_sent": fw["flood_frames_sent"], "frames_sent_per_s_per_flooder": round(fw["flood_frames_sent"] / secs / n, 1),
         "frames_relayed": sum(x["outsider_frames_relayed"] for x in parts),
         "frames_received_by_others": sum(x["outsider_frames_received"] for x in parts),
-        "server_pose_rate_drops": delta(METRIC_POSE_RATE, "a", "b"),      # every sender's, the flooders' nearly all
+        "server_pose_rate_drops": delta(METRIC_POSE_RATE, "a", "b"),      # every sender's frames over the tier's rate
+        "server_flood_drops": delta(METRIC_FLOOD, "a", "b"),             # the flooders': over their input budget
         "server_poses_in": delta(METRIC_POSE_IN, "a", "b"),
         "server_stale_pose_drops": delta(METRIC_STALE_POSE, "a", "b"),
         "chat_sent": fw["chat_sent"], "chat_rate_limited": fw["chat_rate_limited"],
@@ -223,6 +225,7 @@ def flood_figures(report: dict, wi: int, parts: list[dict], scrapes: dict, per_r
         "whole_flood": {
             "frames_sent": sent_all, "frames_relayed": relayed_all,
             "server_pose_rate_drops": delta(METRIC_POSE_RATE, "start", "end"),
+            "server_flood_drops": delta(METRIC_FLOOD, "start", "end"),
             "server_poses_in": delta(METRIC_POSE_IN, "start", "end"),
             # sent − relayed − not yet read from the socket when the run ended: what the server dropped, as the
             # load sees it (the naive relay drops nothing: there, what its process read but had not relayed yet)
