@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,12 @@ class Settings:
     RECORDINGS_DIR: str = "~/.local/share/avatar-meeting/recordings"   # meeting recordings (shared storage
                                                     # when several machines serve the rooms)
     RECORDING_MAX_MB: int = _key(500, 1, 100000)    # a recording stops itself at this size
+    # Photo avatars (docs/AVATARS.md)
+    PHOTO_AVATARS_DIR: str = "~/.local/share/avatar-meeting/avatars"   # one directory per avatar (shared storage when
+                                                    # several machines serve the rooms)
+    PHOTO_MAX_MB: int = _key(10, 1, 1000)          # the largest photo or video POST /api/avatar/create takes
+    PHOTO_MAX_MEGAPIXELS: int = _key(40, 1, 170)   # the largest image (or video frame) decoded: more is refused
+                                                    # unread (a decompression bomb is a few KB that declares more)
     MINUTES_TTL: float = _key(86400.0, 0.0)         # seconds the minutes of a room that emptied are kept
     AUDIO_BITRATE: int = _key(24000, 6000, 32000)   # Opus bits per second of the host's voice
     AUDIO_FRAME_MS: int = _key(20, choices=(20, 40, 60))   # Opus packet duration
@@ -132,8 +139,10 @@ class Settings:
 
 DEFAULTS = Settings()
 # What tests run with unless they say otherwise.
+TEST_DATA = os.path.join(tempfile.gettempdir(), "avatar-meeting-tests")    # not the user's own recordings, avatars
 TESTING = {"SECRET_KEY": "test-secret-of-at-least-32-bytes-0000", "TESTING": True, "JOIN_TIMEOUT": 2.0,
-           "HOST_ENABLED": False}
+           "HOST_ENABLED": False, "RECORDINGS_DIR": os.path.join(TEST_DATA, "recordings"),
+           "PHOTO_AVATARS_DIR": os.path.join(TEST_DATA, "avatars")}
 FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 

@@ -14,7 +14,8 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 import config as config_module
-from connect import api, pages, recordings, websocket
+from avatars.store import AvatarStore
+from connect import api, avatars, pages, recordings, websocket
 from connect.reader import SocketReader
 from connect.redisbus import RedisBus
 from connect.rtc import RtcService
@@ -47,6 +48,7 @@ class Services:
     draining: bool = False                 # shutting down: no new joins (/ready says so)
     bus: RedisBus | None = None            # with REDIS_URL: rooms shared with other processes
     recordings: RecordingStore | None = None
+    avatars: AvatarStore | None = None
     replays: dict = field(default_factory=dict)      # recording id -> meeting.replay.Replayer
 
     def drain(self, timeout: float = 3.0) -> None:
@@ -107,7 +109,8 @@ def create_app(config: dict | None = None) -> Flask:
         hosts=HostManager(settings, bus),
         static_version=_static_version(),
         bus=bus,
-        recordings=RecordingStore(settings.RECORDINGS_DIR, settings.RECORDING_MAX_MB << 20))
+        recordings=RecordingStore(settings.RECORDINGS_DIR, settings.RECORDING_MAX_MB << 20),
+        avatars=AvatarStore(settings.PHOTO_AVATARS_DIR, settings.PHOTO_MAX_MB << 20, settings.PHOTO_MAX_MEGAPIXELS * 10**6))
     services = app.extensions["avatar"]
     services.manager.on_open.append(lambda room: services.hosts.open(room, room.wants_host))
     services.rtc = RtcService(settings, services) if settings["RTC_ENABLED"] else None
@@ -119,6 +122,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api.minutes_bp)
     app.register_blueprint(api.stats_bp)
     app.register_blueprint(recordings.bp)
+    app.register_blueprint(avatars.bp)
     app.register_blueprint(monitor_views.bp)
     websocket.init_app(app)
     app.register_error_handler(HTTPException, _http_error)

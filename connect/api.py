@@ -18,7 +18,7 @@ minutes_bp = Blueprint("minutes", __name__, url_prefix="/api/minutes")
 stats_bp = Blueprint("stats", __name__, url_prefix="/api/stats")
 STATUS = {"room_exists": 409, "room_not_found": 404, "room_full": 409, "user_already_in_room": 409,
           "not_in_room": 404, "bad_request": 400, "bad_token": 403, "rtc_disabled": 404,
-          "unauthorized": 401, "draining": 503, "backplane_unavailable": 503}
+          "unauthorized": 401, "draining": 503, "backplane_unavailable": 503, "avatar_not_found": 404}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LANGUAGES = ("en", "zh")
 
@@ -45,14 +45,15 @@ def _not_draining() -> None:
 
 
 def _require_api_key() -> None:
-    """With CREATE_API_KEY set, creating a room needs it: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    """With CREATE_API_KEY set, creating a room (and changing avatars and recordings) needs it: `Authorization:
+    Bearer <key>` or `X-API-Key: <key>`."""
     key = _services().config["CREATE_API_KEY"]
     if not key:
         return
     auth = request.headers.get("Authorization", "")
     given = auth[7:] if auth[:7].lower() == "bearer " else request.headers.get("X-API-Key", "")
     if not hmac.compare_digest(given.encode(), key.encode()):
-        raise Unauthorized("creating a room needs the API key (Authorization: Bearer <key>)")
+        raise Unauthorized("this request needs the API key (Authorization: Bearer <key>)")
 
 
 def _services():
@@ -75,6 +76,14 @@ def _field(body: dict, name: str, kind: type, required: bool = True):
     if not isinstance(value, kind) or isinstance(value, bool):
         raise InvalidRequest(f"{name} must be {'an integer' if kind is int else 'a string'}")
     return value
+
+
+def _avatar(body: dict, name: str) -> str:
+    """A photo avatar's name from the body (it must exist: 404 avatar_not_found), or "" for the cartoon."""
+    value = _field(body, name, str, required=False)
+    if not value:
+        return ""
+    return _services().avatars.get(value).name
 
 
 def _display_name(body: dict, default: str) -> str:
@@ -109,11 +118,13 @@ def create():
         items = parse_agenda(body.get("agenda"))
     except AgendaError as exc:
         raise InvalidRequest(str(exc)) from None
+    host_avatar = _avatar(body, "host_avatar")
     room = svc.manager.create_room(_field(body, "user_id", str), _field(body, "room_id", str, False),
                                    _field(body, "max_participants", int, False), language=language, agenda=items,
-                                   with_host=with_host and svc.config["HOST_ENABLED"])
+                                   with_host=with_host and svc.config["HOST_ENABLED"], host_avatar=host_avatar)
     return jsonify(success=True, room_id=room.room_id, max_participants=room.max_participants,
                    created_by=room.created_by, language=language, agenda=_agenda(room),
+                   host_avatar=room.host_avatar or None,
                    host=_host(room.room_id), page_url=f"/meeting/{room.room_id}"), 201
 
 
@@ -124,10 +135,11 @@ def join():
     svc = _services()
     room_id, user_id = _field(body, "room_id", str), _field(body, "user_id", str)
     name = _display_name(body, user_id)
-    room, member = svc.manager.join(room_id, user_id, name)
+    room, member = svc.manager.join(room_id, user_id, name, avatar=_avatar(body, "avatar"))
     rtc = {"url": f"/api/meeting/{room.room_id}/rtc", "ice_servers": svc.rtc.ice} if svc.rtc else None
+    token = svc.tokens.issue(room.room_id, member.user_id, member.nonce, member.display_name)
     return jsonify(success=True, room_id=room.room_id, user_id=member.user_id, display_name=member.display_name,
-                   slot=member.slot, token=svc.tokens.issue(room.room_id, member.user_id, member.nonce, member.display_name),
+                   slot=member.slot, avatar=member.avatar or None, token=token,
                    ws_url=f"/ws/meeting/{room.room_id}", rtc=rtc, expires_in=svc.tokens.ttl, tier=_tier(room),
                    jitsi=svc.jitsi(room.room_id))
 
@@ -179,7 +191,8 @@ def room_info(room_id: str):
                    max_participants=room.max_participants, count=room.humans, connected=room.connected_count,
                    tier=_tier(room), participants=[
                        {"user_id": m.user_id, "display_name": m.display_name, "slot": m.slot,
-                        "connected": m.online, "is_host": m.is_host} for m in room.participants()])
+                        "connected": m.online, "is_host": m.is_host, "avatar": m.avatar or None}
+                       for m in room.participants()])
 
 
 @bp.get("")

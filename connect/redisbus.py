@@ -251,7 +251,7 @@ class RedisBus:
 
     def record(self, member: Participant, state: str) -> bytes:
         return msgpack.packb([member.slot, member.display_name, int(member.is_host), member.nonce, self.worker, state,
-                              time.time(), sorted(member.jtis)[-8:]])
+                              time.time(), sorted(member.jtis)[-8:], member.avatar])
 
     # --- tokens (connect.tokens.SpentTokens, shared by every process) ----------------------
 
@@ -539,9 +539,10 @@ class RoomLink:
         self.bus, self.room, self.room_id = bus, room, room.room_id
         self.members = bus.members_key(room.room_id)
 
-    def reserve(self, user_id: str, display_name: str, is_host: bool, nonce: str, max_humans: int) -> int:
+    def reserve(self, user_id: str, display_name: str, is_host: bool, nonce: str, max_humans: int,
+                avatar: str = "") -> int:
         bus = self.bus
-        rec = msgpack.packb([0, display_name, int(is_host), nonce, bus.worker, "r", time.time(), [nonce]])
+        rec = msgpack.packb([0, display_name, int(is_host), nonce, bus.worker, "r", time.time(), [nonce], avatar])
         slot = bus._call(bus._reserve, keys=[self.members], args=[user_id, rec, max_humans, int(is_host),
                                                                    time.time(), bus.reservation_ttl])
         if slot == -1:
@@ -570,7 +571,8 @@ class RoomLink:
         except REDIS_ERRORS as exc:
             log.warning("room %s: %s connected, but Redis did not store it: %s", self.room_id, member.user_id, exc)
         bus._queue(self.room_id, ["J", member.user_id, [member.slot, member.display_name, int(member.is_host),
-                                                         "", bus.worker, "c", time.time(), []]], ordered=True)
+                                                         "", bus.worker, "c", time.time(), [], member.avatar]],
+                   ordered=True)
 
     def away(self, member: Participant) -> None:
         try:
@@ -607,4 +609,5 @@ def _participant(user_id: str, rec: list) -> Participant:
     slot, name, is_host, nonce, worker = rec[:5]
     member = Participant(user_id, name, slot, nonce, time.monotonic(), bool(is_host), worker=worker)
     member.jtis = set(rec[7]) if len(rec) > 7 else set()
+    member.avatar = rec[8] if len(rec) > 8 else ""
     return member

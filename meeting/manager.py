@@ -55,7 +55,8 @@ class MeetingManager:
         self.traffic = Traffic()             # what every room of this manager carried (monitor.metrics reads it)
 
     def create_room(self, created_by: str, room_id: str | None = None, max_participants: int | None = None, *,
-                    language: str = "en", agenda: list | None = None, with_host: bool = False) -> JitsiRoom:
+                    language: str = "en", agenda: list | None = None, with_host: bool = False,
+                    host_avatar: str = "") -> JitsiRoom:
         check_id("user_id", created_by)
         if room_id is None:
             room_id = secrets.token_urlsafe(6).replace("_", "x").replace("-", "y")
@@ -66,6 +67,7 @@ class MeetingManager:
             raise InvalidRequest(f"max_participants must be between 2 and {cap}")
         room = JitsiRoom(room_id, size, self.policy, created_by, self.settings, self.clock, self.traffic)
         room.language, room.agenda, room.wants_host = language, AgendaClock(agenda), with_host
+        room.host_avatar = host_avatar
         with self._opening:
             with self._lock:
                 closed = self._sweep_locked()
@@ -96,6 +98,7 @@ class MeetingManager:
                              self.traffic)
             room.created_at, room.language = float(meta["created_at"]), meta["language"]
             room.agenda, room.wants_host = AgendaClock(parse_agenda(json.loads(meta["agenda"]))), meta["host"] == "1"
+            room.host_avatar = meta.get("host_avatar", "")
             self.bus.open(room)
             with self._lock:
                 self._rooms[room_id] = room
@@ -116,11 +119,11 @@ class MeetingManager:
         return room
 
     def join(self, room_id: str, user_id: str, display_name: str | None = None,
-             nonce: str | None = None) -> tuple[JitsiRoom, Participant]:
+             nonce: str | None = None, avatar: str = "") -> tuple[JitsiRoom, Participant]:
         check_id("user_id", user_id)
         room = self.get_room(room_id)
         room.expire_reservations(self.settings.reservation_ttl)
-        return room, room.reserve(user_id, display_name or user_id, nonce=nonce)
+        return room, room.reserve(user_id, display_name or user_id, nonce=nonce, avatar=avatar)
 
     def place(self, room_id: str, user_id: str, nonce: str, display_name: str | None = None) -> tuple[JitsiRoom, Participant]:
         """The reservation a join token stands for, made now if there is none (see JitsiRoom.place_for)."""
@@ -172,7 +175,7 @@ class MeetingManager:
 
 def _meta(room: JitsiRoom) -> dict:
     return {"created_by": room.created_by, "created_at": repr(room.created_at), "max": room.max_participants,
-            "language": room.language, "host": "1" if room.wants_host else "0",
+            "language": room.language, "host": "1" if room.wants_host else "0", "host_avatar": room.host_avatar,
             "agenda": json.dumps([{"title": i.title, "minutes": i.minutes} for i in room.agenda.items])}
 
 

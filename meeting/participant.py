@@ -60,6 +60,7 @@ class Participant:
     away_since: float | None = None     # its channel dropped without a close: its place is kept for a while
     jtis: set[str] = field(default_factory=set)    # the ids of every token it joined or resumed with
     worker: str | None = None           # connected through another process (Redis): that process's id
+    avatar: str = ""                    # a photo avatar's name (pages draw it); empty: the cartoon
 
     @property
     def remote(self) -> bool:

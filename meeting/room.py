@@ -66,7 +66,8 @@ class RoomLink(Protocol):
     agreed there, and what happens here told there. Called under the room's lock where membership changes; never
     blocks on the network for frames (they are queued)."""
 
-    def reserve(self, user_id: str, display_name: str, is_host: bool, nonce: str, max_humans: int) -> int:
+    def reserve(self, user_id: str, display_name: str, is_host: bool, nonce: str, max_humans: int,
+                avatar: str = "") -> int:
         """A slot for a new reservation (raises RoomFull, UserAlreadyInRoom)."""
 
     def claim(self, user_id: str, nonce: str) -> Participant | None:
@@ -112,6 +113,7 @@ class JitsiRoom:
         self.agenda = AgendaClock()                        # set by the API; started by whoever keeps it
         self.attendance: list[Attendance] = []             # who was here and when, in the order they came
         self.wants_host = False                            # an AI host was asked for (it may run in another process)
+        self.host_avatar = ""                              # the AI host's photo avatar (empty: its robot)
         self.link: RoomLink | None = None                  # the same room in other processes (Redis)
         self.recorder = None                               # a meeting.recording.Recorder while one runs here
         self.recording = p.Recording(False)                # what pages are told (it may run in another process)
@@ -120,7 +122,8 @@ class JitsiRoom:
 
     # --- membership ---------------------------------------------------------------------------
 
-    def reserve(self, user_id: str, display_name: str, is_host: bool = False, nonce: str | None = None) -> Participant:
+    def reserve(self, user_id: str, display_name: str, is_host: bool = False, nonce: str | None = None,
+                avatar: str = "") -> Participant:
         with self._lock:
             if user_id in self._members:
                 raise UserAlreadyInRoom(f"user {user_id!r} is already in room {self.room_id!r}")
@@ -128,7 +131,7 @@ class JitsiRoom:
             if not is_host and self.humans >= self.max_participants:
                 raise RoomFull(f"room {self.room_id!r} is full ({self.max_participants} participants)")
             if self.link is not None:
-                slot = self.link.reserve(user_id, display_name, is_host, nonce or "", self.max_participants)
+                slot = self.link.reserve(user_id, display_name, is_host, nonce or "", self.max_participants, avatar)
                 moved = self._remote.pop(user_id, None) if is_host else None
                 if moved is not None:            # an AI host starting here: its process died (it joins anew)
                     self._remote_slots.pop(moved.slot, None)
@@ -136,7 +139,7 @@ class JitsiRoom:
             else:
                 used = {m.slot for m in self._members.values()}
                 slot = next(i for i in range(p.MAX_SLOT + 1) if i not in used)
-            member = Participant(user_id, display_name, slot, nonce, self.clock(), is_host)
+            member = Participant(user_id, display_name, slot, nonce, self.clock(), is_host, avatar=avatar)
             member.outbox.max_ordered = self.limits.outbox_limit
             member.chat_limiter = RateLimiter(self.limits.chat_rate, self.limits.chat_burst, self.clock)
             self._members[user_id] = member
@@ -398,7 +401,7 @@ class JitsiRoom:
 
     @staticmethod
     def _member_info(m: Participant) -> p.Member:
-        return p.Member(m.slot, m.user_id, m.display_name, m.is_host)
+        return p.Member(m.slot, m.user_id, m.display_name, m.is_host, m.avatar)
 
     def _retier(self, force_to: Participant | None = None) -> None:
         count = self.connected_count

@@ -62,7 +62,7 @@ class AIHost:
         self.name = s["HOST_NAME"]
         self.addressing = Addressing(self.name)
         self.agenda = schedule(room.agenda.items)
-        self.member: Participant = room.reserve(s["HOST_USER_ID"], self.name, is_host=True)
+        self.member: Participant = room.reserve(s["HOST_USER_ID"], self.name, is_host=True, avatar=room.host_avatar)
         self.speech = HostSpeech(runtime, self.language)
         self.motion = IdleMotion()
         self.voice: HostVoice | None = None

@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from config import TESTING
 from run import create_app
 from tests import minting
 
@@ -20,7 +21,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Tests that start servers, load models or run Chromium are "slow": `pytest -m "not slow"` leaves them out.
 SLOW_FIXTURES = {"live_server", "live_server_factory", "host_server", "server", "local_llm", "piper", "lipsync",
                  "hello", "tiny_en", "base_cache", "vad_session", "fake_wav2lip"}
-SLOW_MODULES = {"test_browser", "test_browser_host", "test_live", "test_host", "test_minutes_live"}
+SLOW_MODULES = {"test_browser", "test_browser_host", "test_live", "test_host", "test_minutes_live",
+                "test_avatars"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -53,6 +55,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         env = dict(os.environ, AVATAR_BIND=f"127.0.0.1:{self.port}", AVATAR_SECRET_KEY=minting.SECRET,
+                   AVATAR_RECORDINGS_DIR=TESTING["RECORDINGS_DIR"], AVATAR_PHOTO_AVATARS_DIR=TESTING["PHOTO_AVATARS_DIR"],
                    AVATAR_GUNICORN_THREADS="200", AVATAR_LOG_LEVEL="warning",
                    AVATAR_JOIN_TIMEOUT="2", AVATAR_HOST_ENABLED="0")   # tests of the AI host turn it on
         env.update({f"AVATAR_{k}": str(v) for k, v in overrides.items()})

@@ -8,7 +8,7 @@ def test_create_join_info_leave(client):
     r = client.post("/api/meeting/create", json={"user_id": "alice", "room_id": "standup", "max_participants": 5})
     assert r.status_code == 201 and r.json == {"success": True, "room_id": "standup", "max_participants": 5,
                                                "created_by": "alice", "page_url": "/meeting/standup",
-                                               "language": "en", "agenda": [], "host": None}
+                                               "language": "en", "agenda": [], "host": None, "host_avatar": None}
     r = client.post("/api/meeting/join", json={"room_id": "standup", "user_id": "bob", "display_name": " Bob 鲍勃 "})
     assert r.status_code == 200
     join = r.json
@@ -16,7 +16,7 @@ def test_create_join_info_leave(client):
     assert join["tier"] == {"index": 0, "fps": 30, "bits": 8} and join["jitsi"] is None
     info = client.get("/api/meeting/standup").json
     assert info["participants"] == [{"user_id": "bob", "display_name": "Bob 鲍勃", "slot": 0, "connected": False,
-                                     "is_host": False}]
+                                     "is_host": False, "avatar": None}]
     assert client.get("/api/meeting").json["rooms"][0]["room_id"] == "standup"
     r = client.post("/api/meeting/leave", json={"room_id": "standup", "user_id": "bob", "token": "forged"})
     assert r.status_code == 403 and r.json["error"] == "bad_token"

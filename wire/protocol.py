@@ -116,6 +116,7 @@ class Member:
     user_id: str
     name: str
     host: bool = False
+    avatar: str = ""              # a photo avatar's name (GET /api/avatar/<name>/…); empty: the cartoon
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +214,7 @@ def _fields(msg: Message) -> list:
             return [VERSION, MsgType.CHAT, text] + ([slot, ts_ms] if slot is not None else [])
         case PresenceMsg(event, members):
             return [VERSION, MsgType.PRESENCE, int(event),
-                    [[m.slot, m.user_id, m.name, int(m.host)] for m in members]]
+                    [[m.slot, m.user_id, m.name, int(m.host)] + ([m.avatar] if m.avatar else []) for m in members]]
         case Tier(tier, fps, bits, count):
             return [VERSION, MsgType.TIER, tier, fps, bits, count]
         case Error(code, message):
@@ -392,7 +393,8 @@ def _presence(f: _Fields, server: bool) -> PresenceMsg:
     for item in f.list("members", MAX_SLOT + 1):
         m = _Fields(item if isinstance(item, list) else [None], "PRESENCE member")
         members.append(Member(m.int("slot", 0, MAX_SLOT), m.str("user_id", MAX_ID_CHARS),
-                              m.str("name", MAX_ID_CHARS), bool(m.int("host", 0, 1))))
+                              m.str("name", MAX_ID_CHARS), bool(m.int("host", 0, 1)),
+                              m.str("avatar", MAX_ID_CHARS) if m.more() else ""))
         m.done()
     f.done()
     return PresenceMsg(event, tuple(members))

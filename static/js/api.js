@@ -3,6 +3,7 @@ export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const MAX_NAME_CHARS = 64;
 const USER_KEY = "avatarMeeting.userId";
 const NAME_KEY = "avatarMeeting.displayName";
+const AVATAR_KEY = "avatarMeeting.avatar";
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -30,6 +31,30 @@ export function savedName() {
 export function saveName(name) {
   sessionStorage.setItem(NAME_KEY, name);
   localStorage.setItem(NAME_KEY, name);
+}
+
+/** The photo avatar this person chose on the start page ("": the cartoon). */
+export function savedAvatar() {
+  return localStorage.getItem(AVATAR_KEY) || "";
+}
+
+export function saveAvatar(name) {
+  localStorage.setItem(AVATAR_KEY, name || "");
+}
+
+/** POST a multipart form (a file upload); answers and errors as api(). */
+export async function upload(path, form) {
+  let response;
+  try {
+    response = await fetch(path, { method: "POST", body: form });
+  } catch (err) {
+    throw new ApiError(0, "network", err.message);
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok || !data || data.success === false) {
+    throw new ApiError(response.status, data?.error || "http_error", data?.message || response.statusText);
+  }
+  return data;
 }
 
 export function cleanName(name) {

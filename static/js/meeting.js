@@ -8,7 +8,7 @@ import { Capture } from "./capture.js";
 import { startRenderLoop, visemeMouth } from "./avatar.js";
 import { setupJitsi } from "./jitsi.js";
 import { applyI18n, closeReason, errorText, t } from "./i18n.js";
-import { api, cleanName, leaveBeacon, saveName, savedName, userId } from "./api.js";
+import { api, cleanName, leaveBeacon, saveName, savedAvatar, savedName, userId } from "./api.js";
 import { $, addChatLine, AvatarGrid, renderParticipants, renderStats, setStatus } from "./ui.js";
 import { HostView } from "./host.js";
 import { setupMicButton } from "./mic.js";
@@ -58,7 +58,8 @@ async function join() {
   let answer;
   try {
     answer = await api("POST", "/api/meeting/join",
-      { room_id: state.roomId, user_id: state.userId, display_name: state.displayName });
+      { room_id: state.roomId, user_id: state.userId, display_name: state.displayName,
+        ...(savedAvatar() ? { avatar: savedAvatar() } : {}) });
   } catch (err) {
     if (retries > 0 && (err.code === "network" || err.code === "draining") && retries < MAX_RETRIES) {
       return retryLater(t("reconnecting"));             // the server is restarting: try again
@@ -168,7 +169,7 @@ function welcome(msg) {
   $("participants").classList.remove("stale");
   state.closeCode = null;
   retries = 0;
-  grid.ensure("self", { slot: msg.slot, name: state.displayName, self: true });
+  grid.ensure("self", { slot: msg.slot, name: state.displayName, self: true, avatar: savedAvatar() });
   status(t("connected"), "ok");
 }
 
@@ -202,7 +203,7 @@ function presence(msg) {
       continue;
     }
     members.set(m.slot, m);
-    if (m.slot !== state.mySlot) grid.ensure(m.slot, { slot: m.slot, name: m.name, host: m.host });
+    if (m.slot !== state.mySlot) grid.ensure(m.slot, { slot: m.slot, name: m.name, host: m.host, avatar: m.avatar });
     if (msg.event === P.Presence.JOINED) addChatLine($("chat-log"), { system: true, text: t("joined_chat", { name: m.name }) });
   }
   state.participants = Object.fromEntries([...members].map(([slot, m]) => [slot, { ...m }]));
@@ -345,7 +346,7 @@ let lastBytes = 0;
 function start(name) {
   state.displayName = name;
   $("name-form").hidden = true;
-  grid.ensure("self", { slot: null, name, self: true });
+  grid.ensure("self", { slot: null, name, self: true, avatar: savedAvatar() });
   capture.start($("camera")).then(() => Object.assign(state.capture, { status: capture.status }, capture.info));
   setInterval(() => {
     state.bytesPerSecond = state.bytesReceived - lastBytes;

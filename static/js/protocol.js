@@ -50,7 +50,7 @@ export function encodeMessage(msg) {
     case MsgType.VISEME: return packMsg([VERSION, MsgType.VISEME, msg.t_ms, msg.viseme, msg.weight, ...opt(msg.slot)]);
     case MsgType.PRESENCE:
       return packMsg([VERSION, MsgType.PRESENCE, msg.event,
-        msg.members.map((m) => [m.slot, m.user_id, m.name, m.host ? 1 : 0])]);
+        msg.members.map((m) => [m.slot, m.user_id, m.name, m.host ? 1 : 0, ...(m.avatar ? [m.avatar] : [])])]);
     case MsgType.TIER: return packMsg([VERSION, MsgType.TIER, msg.tier, msg.fps, msg.bits, msg.count]);
     case MsgType.ERROR: return packMsg([VERSION, MsgType.ERROR, msg.code, msg.message]);
     case MsgType.WELCOME: return packMsg([VERSION, MsgType.WELCOME, msg.slot, msg.room_id, ...(msg.resume ? [msg.resume] : [])]);
@@ -181,7 +181,8 @@ const PARSERS = {
     const members = f.list("members", MAX_SLOT + 1).map((item) => {
       const m = new Fields(Array.isArray(item) ? item : [null], "PRESENCE member");
       const member = { slot: m.int("slot", 0, MAX_SLOT), user_id: m.str("user_id", MAX_ID_CHARS),
-        name: m.str("name", MAX_ID_CHARS), host: m.int("host", 0, 1) === 1 };
+        name: m.str("name", MAX_ID_CHARS), host: m.int("host", 0, 1) === 1,
+        avatar: m.more() ? m.str("avatar", MAX_ID_CHARS) : "" };
       m.done();
       return member;
     });

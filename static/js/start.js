@@ -2,7 +2,7 @@
 // join one by its id.
 import { applyI18n, errorText, lang, t } from "./i18n.js";
 import { AgendaEditor, AgendaError } from "./agenda.js";
-import { api, cleanName, ID_PATTERN, saveName, savedName, userId } from "./api.js";
+import { api, cleanName, ID_PATTERN, saveAvatar, savedAvatar, saveName, savedName, upload, userId } from "./api.js";
 import { $, setStatus as status } from "./dom.js";
 
 
@@ -66,6 +66,43 @@ async function join() {
   go(room);
 }
 
+/** The photo avatars on offer, the person's choice kept for the meeting page (which joins with it). */
+async function loadAvatars(select = savedAvatar()) {
+  let list = [];
+  try {
+    list = (await api("GET", "/api/avatar/list")).avatars;
+  } catch {
+    return;                                           // no avatar service: the cartoon only
+  }
+  const box = $("avatar-choice");
+  box.querySelectorAll("option[value]:not([value=''])").forEach((o) => o.remove());
+  for (const a of list) box.add(new Option(a.name, a.name));
+  box.value = list.some((a) => a.name === select) ? select : "";
+  chooseAvatar();
+}
+
+function chooseAvatar() {
+  const name = $("avatar-choice").value;
+  saveAvatar(name);
+  const img = $("avatar-preview");
+  img.hidden = !name;
+  if (name) img.src = `/api/avatar/preview/${encodeURIComponent(name)}`;
+}
+
+async function uploadPhoto() {
+  const file = $("avatar-file").files[0];
+  if (!file) return;
+  const base = (cleanName($("display-name").value) || "me").normalize("NFKD").replace(/[^A-Za-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "").slice(0, 40) || "me";
+  const form = new FormData();
+  form.append("name", `${base}-${Math.random().toString(36).slice(2, 7)}`);
+  form.append("prompt_face", file);
+  status(t("reading_photo"));
+  const made = await upload("/api/avatar/create", form);
+  status(made.warnings?.length ? made.warnings.join(" ") : t("photo_ready"), "ok");
+  await loadAvatars(made.name);
+}
+
 applyI18n();
 document.title = t("title");
 const page = JSON.parse($("page-config").textContent);
@@ -77,6 +114,9 @@ agendaEditor.add();
 const params = new URLSearchParams(location.search);
 if (params.get("room")) $("room-id").value = params.get("room");
 $("create").addEventListener("click", () => busy(create));
+$("avatar-choice").addEventListener("change", chooseAvatar);
+$("avatar-file").addEventListener("change", () => busy(uploadPhoto));
+loadAvatars();
 $("start-form").addEventListener("submit", (event) => {
   event.preventDefault();
   busy(join);

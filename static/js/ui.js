@@ -2,6 +2,7 @@
 import { AvatarView, paletteFor } from "./avatar.js";
 import { $ } from "./dom.js";
 import { t } from "./i18n.js";
+import { PhotoAvatarView } from "./photoavatar.js";
 
 export { $, setStatus } from "./dom.js";
 
@@ -20,7 +21,9 @@ export class AvatarGrid {
     this.tiles = new Map();     // key -> {figure, canvas, caption, view}
   }
 
-  ensure(key, { slot, name, host = false, self = false }) {
+  /** `avatar`: the name of the participant's photo avatar, drawn instead of the cartoon (the AI host has one only
+   *  when its room was given `host_avatar`: otherwise its robot); null or "": the cartoon; left out: as before. */
+  ensure(key, { slot, name, host = false, self = false, avatar }) {
     let tile = this.tiles.get(key);
     if (!tile) {
       const canvas = el("canvas", { width: CANVAS_SIZE, height: CANVAS_SIZE });
@@ -36,6 +39,14 @@ export class AvatarGrid {
       }
       tile = { figure, canvas, caption, badge, note, view: new AvatarView(canvas, paletteFor(slot ?? 0, host)) };
       this.tiles.set(key, tile);
+    }
+    const drawn = tile.view.avatarName ?? null;
+    const photo = avatar === undefined ? drawn : avatar || null;
+    if (photo !== drawn) {
+      const view = photo ? new PhotoAvatarView(tile.canvas, tile.view.palette, photo)
+        : new AvatarView(tile.canvas, tile.view.palette);
+      Object.assign(view, { current: tile.view.current, target: tile.view.target });
+      tile.view = view;
     }
     if (slot !== undefined && slot !== null) {
       tile.canvas.dataset.slot = String(slot);

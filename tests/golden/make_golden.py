@@ -47,6 +47,8 @@ def _messages(key: bytes):
         ("chat_server", "server", p.Chat("Hello, 大家好", slot=2, ts_ms=1763740800000)),
         ("presence_snapshot", "server", p.PresenceMsg(p.Presence.SNAPSHOT, members)),
         ("presence_left", "server", p.PresenceMsg(p.Presence.LEFT, members[1:])),
+        ("presence_joined_photo", "server", p.PresenceMsg(p.Presence.JOINED,
+                                                          (p.Member(3, "bob", "Bob", False, "astronaut"),))),
         ("tier", "server", p.Tier(1, 20, 7, 6)),
         ("error", "server", p.Error("invalid_field", "POSE: data must be binary")),
         ("welcome", "server", p.Welcome(2, "demo-room")),

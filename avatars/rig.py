@@ -1,0 +1,187 @@
+"""How PoseData moves a photo avatar's mesh: the inverse of the capture code (static/js/pose.js).
+
+The capture code measures a face (lid gap over eye width, inner-lip gap over face height, corner lift, brow
+height, cheek depth for yaw …) against calibration constants. The rig measures the photo's own face the same
+way, then moves the mesh's points until those measures give the pose asked for: so what a page captures from
+a person, another page draws, and a face landmarker reading the drawing gets the same values back.
+Coordinates are the texture's pixels (y down); "_l"/"_r" are the viewer's left and right, as in the capture.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from avatars.face import LANDMARKS, FaceMesh
+
+# The capture code's landmarks and calibration (static/js/pose.js; keep them equal)
+EYE_L = {"outer": 33, "inner": 133, "top": 159, "bottom": 145, "iris": 468,
+         "upper": (246, 161, 160, 159, 158, 157, 173), "lower": (7, 163, 144, 145, 153, 154, 155)}
+EYE_R = {"outer": 263, "inner": 362, "top": 386, "bottom": 374, "iris": 473,
+         "upper": (466, 388, 387, 386, 385, 384, 398), "lower": (249, 390, 373, 374, 380, 381, 382)}
+IRIS_L, IRIS_R = range(468, 473), range(473, 478)
+BROW_L, BROW_R = (70, 63, 105, 66, 107), (300, 293, 334, 296, 336)
+NOSE, FOREHEAD, CHIN, CHEEK_L, CHEEK_R = 1, 10, 152, 234, 454
+LIP_TOP, LIP_BOTTOM, MOUTH_L, MOUTH_R = 13, 14, 61, 291
+CAL = {"eye_closed": 0.12, "eye_open": 0.32, "gaze_x": 5.0, "gaze_y": 8.0, "brow_neutral": 0.075, "brow_span": 0.03,
+       "mouth_closed": 0.01, "mouth_span": 0.12, "wide_neutral": 0.4, "wide_span": 0.2, "smile_span": 0.06,
+       "jaw_neutral": 0.4, "jaw_span": 0.15, "pitch_bias": -0.15}
+# Upper-face points that follow the brows (the brows and the forehead just above them), by side
+BROW_AREA_L = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 156)
+BROW_AREA_R = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285, 383)
+LOWER_INNER_LIP = (95, 88, 178, 87, 14, 317, 402, 318, 324)
+UPPER_INNER_LIP = (191, 80, 81, 82, 13, 312, 311, 310, 415)
+
+
+class Rig:
+    """A photo avatar's mesh and what its photo's face measures at rest."""
+
+    def __init__(self, mesh: FaceMesh):
+        self.mesh = mesh
+        self.rest = mesh.points.astype(np.float64)
+        p = self.rest
+        self.centre = (p[CHEEK_L] + p[CHEEK_R] + p[FOREHEAD] + p[CHIN]) / 4
+        self.face_w = float(np.linalg.norm(p[CHEEK_R, :2] - p[CHEEK_L, :2]))
+        self.face_h = float(np.linalg.norm(p[CHIN, :2] - p[FOREHEAD, :2]))
+        # What the photo's face measures; its place and size in the texture are the avatar's x = y = z = 0.
+        self.rest_pose = {**measure(p), "x": 0.0, "y": 0.0, "z": 0.0}
+        face = p[:LANDMARKS]
+        # How much each face point goes with the jaw: the lower lip and chin fully, fading to nothing at the
+        # mouth corners' height and towards the jaw's angles.
+        mouth_y = (p[MOUTH_L, 1] + p[MOUTH_R, 1]) / 2
+        below = np.clip((face[:, 1] - mouth_y) / max(p[CHIN, 1] - mouth_y, 1.0), 0, 1)
+        across = np.clip(1 - np.abs(face[:, 0] - self.centre[0]) / (0.55 * self.face_w), 0, 1)
+        self.jaw_weight = np.sqrt(below) * across ** 0.7
+        self.jaw_weight[list(LOWER_INNER_LIP)] = 1.0
+        self.jaw_weight[list(UPPER_INNER_LIP)] = 0.0
+        self.corner_weight = {side: _falloff(face, p[idx, :2], 0.22 * self.face_w) for side, idx in
+                              (("l", MOUTH_L), ("r", MOUTH_R))}
+        self.brow_weight = {side: _falloff(face, p[list(area), :2].mean(0), 0.16 * self.face_w)
+                            for side, area in (("l", BROW_AREA_L), ("r", BROW_AREA_R))}
+
+    def deform(self, pose: dict[str, float]) -> np.ndarray:
+        """The mesh's points (N, 2) for `pose` (PoseData values; missing fields: the photo's own)."""
+        return self.deform3(pose)[:, :2].astype(np.float32)
+
+    def deform3(self, pose: dict[str, float]) -> np.ndarray:
+        """The mesh's points (N, 3), z their depth (larger: farther), for `pose`."""
+        want = {**self.rest_pose, **{k: v for k, v in pose.items() if v is not None}}
+        p = self.rest.copy()
+        face = p[:LANDMARKS]                              # a view: changes land in p
+        for eye, iris, key in ((EYE_L, IRIS_L, "eye_l"), (EYE_R, IRIS_R, "eye_r")):
+            self._eye(face, eye, iris, want[key], want["gaze_x"], want["gaze_y"])
+        for side, brow, eye in (("l", BROW_L, EYE_L), ("r", BROW_R, EYE_R)):
+            now = (face[eye["top"], 1] - face[list(brow), 1].mean()) / self.face_h
+            target = CAL["brow_neutral"] + want[f"brow_{side}"] * CAL["brow_span"]
+            face[:, 1] -= (target - now) * self.face_h * self.brow_weight[side]
+        self._mouth(face, want)
+        self._head(p, want)
+        return p
+
+    def _eye(self, face, eye, iris, openness, gaze_x, gaze_y) -> None:
+        width = np.linalg.norm(face[eye["outer"], :2] - face[eye["inner"], :2])
+        gap = face[eye["bottom"], 1] - face[eye["top"], 1]
+        target = (CAL["eye_closed"] + float(np.clip(openness, 0, 1)) * (CAL["eye_open"] - CAL["eye_closed"])) * width
+        # Upper lid (and the iris with it) towards the lower lid; a closed eye is the lid's skin over it.
+        k = max(target, 0.02 * width) / max(gap, 1e-3)
+        bottom = face[eye["bottom"], 1]
+        for i in list(eye["upper"]) + list(iris):
+            face[i, 1] = bottom + (face[i, 1] - bottom) * k
+        centre = face[list(eye["upper"]) + list(eye["lower"]), :2].mean(0)
+        iris_now = face[eye["iris"], :2]
+        shift = np.array([gaze_x / CAL["gaze_x"] * width, -gaze_y / CAL["gaze_y"] * width]) - (iris_now - centre)
+        face[list(iris), :2] += shift * (0.0 if openness < 0.2 else 1.0)
+
+    def _mouth(self, face, want) -> None:
+        h = self.face_h
+        gap = np.linalg.norm(face[LIP_BOTTOM, :2] - face[LIP_TOP, :2])
+        target = (CAL["mouth_closed"] + float(np.clip(want["mouth_open"], 0, 1)) * CAL["mouth_span"]) * h
+        face[:, 1] += (target - gap) * self.jaw_weight
+        jaw_now = (face[CHIN, 1] - face[NOSE, 1]) / h
+        jaw_target = CAL["jaw_neutral"] + float(np.clip(want["jaw_open"], 0, 1)) * CAL["jaw_span"]
+        extra = (jaw_target - jaw_now) * h
+        if extra > 0:                                     # the jaw lower than the lips alone make it
+            chin_only = self.jaw_weight.copy()
+            chin_only[list(LOWER_INNER_LIP)] *= 0.3
+            face[:, 1] += extra * chin_only
+        width_now = np.linalg.norm(face[MOUTH_R, :2] - face[MOUTH_L, :2]) / self.face_w
+        width_target = CAL["wide_neutral"] + (float(np.clip(want["mouth_wide"], 0, 1)) - 0.5) * CAL["wide_span"]
+        spread = (width_target - width_now) * self.face_w / 2
+        face[:, 0] -= spread * self.corner_weight["l"]
+        face[:, 0] += spread * self.corner_weight["r"]
+        centre_y = (face[LIP_TOP, 1] + face[LIP_BOTTOM, 1]) / 2
+        lift_now = (centre_y - (face[MOUTH_L, 1] + face[MOUTH_R, 1]) / 2) / h
+        lift = (float(np.clip(want["smile"], -1, 1)) * CAL["smile_span"] - lift_now) * h
+        face[:, 1] -= lift * (self.corner_weight["l"] + self.corner_weight["r"])
+
+    def _head(self, p, want) -> None:
+        """Turn the face points in 3D about the face's centre (orthographic), then move and scale the face
+        and the ring around it in the image; the texture's border stays."""
+        rest = self.rest_pose
+        face = p[:LANDMARKS]
+        rel = face - self.centre
+        ry, rx = want["yaw"] - rest["yaw"], want["pitch"] - rest["pitch"]
+        cy, sy, cx, sx = math.cos(ry), math.sin(ry), math.cos(rx), math.sin(rx)
+        x, y, z = rel[:, 0].copy(), rel[:, 1].copy(), rel[:, 2].copy()
+        x, z = x * cy - z * sy, x * sy + z * cy             # yaw: the viewer's right side goes back
+        y, z = y * cx + z * sx, z * cx - y * sx             # pitch: the chin comes forward
+        rr = want["roll"] - rest["roll"]
+        cr, sr = math.cos(rr), math.sin(rr)
+        x, y = x * cr - y * sr, x * sr + y * cr
+        scale = 2.0 ** want["z"]                          # x, y, z: 0 is the photo as it is (see measure)
+        face[:, 0] = self.centre[0] + x * scale
+        face[:, 1] = self.centre[1] + y * scale
+        face[:, 2] = self.centre[2] + z * scale
+        size = self.mesh.points[:, :2].max()
+        shift = np.array([want["x"] * size / 2, -want["y"] * size / 2])
+        p[:LANDMARKS, :2] += shift
+
+
+def measure(points: np.ndarray) -> dict[str, float]:
+    """PoseData of a face's landmarks (texture pixels), as static/js/pose.js computes it (square image)."""
+    side = 512.0
+    P = points / side
+    eye_l, eye_r = P[EYE_L["outer"]], P[EYE_R["outer"]]
+    roll = math.atan2(eye_r[1] - eye_l[1], eye_r[0] - eye_l[0])
+    across = P[CHEEK_R] - P[CHEEK_L]
+    down = P[CHIN] - P[FOREHEAD]
+    yaw = math.atan2(across[2], math.hypot(across[0], across[1]))
+    pitch = -math.atan2(down[2], math.hypot(down[0], down[1])) - CAL["pitch_bias"]
+    c = (P[CHEEK_L] + P[CHEEK_R] + P[FOREHEAD] + P[CHIN]) / 4
+    cos, sin = math.cos(-roll), math.sin(-roll)
+
+    def F(i):
+        dx, dy = P[i, 0] - c[0], P[i, 1] - c[1]
+        return np.array([dx * cos - dy * sin, dx * sin + dy * cos])
+
+    face_w = np.linalg.norm(F(CHEEK_L) - F(CHEEK_R))
+    face_h = np.linalg.norm(F(FOREHEAD) - F(CHIN))
+
+    def eye(e):
+        width = np.linalg.norm(F(e["outer"]) - F(e["inner"]))
+        gap = np.linalg.norm(F(e["top"]) - F(e["bottom"]))
+        return float(np.clip((gap / width - CAL["eye_closed"]) / (CAL["eye_open"] - CAL["eye_closed"]), 0, 1))
+
+    def brow(ids, e):
+        b = np.mean([F(i)[1] for i in ids])
+        return float(np.clip(((F(e["top"])[1] - b) / face_h - CAL["brow_neutral"]) / CAL["brow_span"], -1, 1))
+
+    lip_top, lip_bottom, corner_l, corner_r = F(LIP_TOP), F(LIP_BOTTOM), F(MOUTH_L), F(MOUTH_R)
+    mouth_open = float(np.clip((np.linalg.norm(lip_top - lip_bottom) / face_h - CAL["mouth_closed"])
+                               / CAL["mouth_span"], 0, 1))
+    mouth_wide = float(np.clip(0.5 + (np.linalg.norm(corner_l - corner_r) / face_w - CAL["wide_neutral"])
+                               / CAL["wide_span"], 0, 1))
+    smile = ((lip_top[1] + lip_bottom[1]) / 2 - (corner_l[1] + corner_r[1]) / 2) / face_h / CAL["smile_span"]
+    return {"yaw": yaw, "pitch": pitch, "roll": roll, "x": float(np.clip(c[0] * 2 - 1, -1, 1)),
+            "y": float(np.clip(1 - c[1] * 2, -1, 1)),
+            "z": float(np.clip(math.log2(math.hypot(across[0], across[1]) / 0.3), -1, 1)),
+            "eye_l": eye(EYE_L), "eye_r": eye(EYE_R), "gaze_x": 0.0, "gaze_y": 0.0,
+            "brow_l": brow(BROW_L, EYE_L), "brow_r": brow(BROW_R, EYE_R), "mouth_open": mouth_open,
+            "mouth_wide": mouth_wide, "mouth_round": 0.0, "smile": float(np.clip(smile, -1, 1)),
+            "jaw_open": float(np.clip((np.linalg.norm(F(NOSE) - F(CHIN)) / face_h - CAL["jaw_neutral"])
+                                      / CAL["jaw_span"], 0, 1))}
+
+
+def _falloff(face: np.ndarray, at: np.ndarray, radius: float) -> np.ndarray:
+    d = np.linalg.norm(face[:, :2] - at, axis=1) / radius
+    return np.clip(1 - d, 0, 1) ** 2 * (3 - 2 * np.clip(1 - d, 0, 1))
