@@ -273,3 +273,70 @@ def _around(points: np.ndarray, ids, size: int, pad: int) -> np.ndarray:
 def _std(driver, key) -> float:
     png = base64.b64decode(driver.execute_script("return photoPage.png(arguments[0])", key).split(",", 1)[1])
     return float(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE).std())
+
+
+def test_in_the_meeting_a_photo_avatar_is_drawn_for_everyone(live_server, tmp_path):
+    """Two pages in a meeting: one chose the astronaut on the start page (kept in localStorage), the other the
+    cartoon; the second page draws the first as the photo (its tile matches the server's rendering of the
+    photo at rest far better than any cartoon would), and the first draws the second as a cartoon."""
+    from tests.browser_util import CONNECTED, canvas_png
+    room = f"photo-{os.getpid()}-{int(time.time() * 1000) % 100000}"
+    assert live_server.api("POST", "/api/meeting/create", {"user_id": "o", "room_id": room, "host": False})[0] == 201
+    with chromium(extra_args=WEBGL_ARGS) as ann, chromium(extra_args=WEBGL_ARGS) as bob:
+        ann.get(f"{live_server}/")
+        ann.execute_script("localStorage.setItem('avatarMeeting.avatar', 'astronaut')")
+        ann.get(f"{live_server}/meeting/{room}?name=Ann&transport=websocket")
+        wait_for(ann, CONNECTED, 30, "Ann connected")
+        bob.get(f"{live_server}/meeting/{room}?name=Bob&transport=websocket")
+        wait_for(bob, CONNECTED, 30, "Bob connected")
+        ann_slot = ann.execute_script("return window.avatarMeeting.state.mySlot")
+        bob_slot = bob.execute_script("return window.avatarMeeting.state.mySlot")
+        kind = "return document.querySelector(`#avatar-grid canvas[data-slot='${arguments[0]}']`) ? " \
+               "window.avatarMeeting.state.participants[arguments[0]]?.avatar : null"
+        assert wait_for(bob, kind, 20, "Bob sees Ann's avatar name", ann_slot) == "astronaut"
+        rest = _astronaut_rest()
+        deadline = time.monotonic() + 20                 # until the texture has loaded and the loop drawn it
+        while True:
+            tile = _decode(canvas_png(bob, ann_slot))
+            photo_gap = np.abs(tile.astype(float) - cv2.resize(rest, tile.shape[1::-1])).mean()
+            if photo_gap < 25 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        cartoon = _decode(canvas_png(ann, bob_slot))
+        bob.save_screenshot(str(tmp_path / "bob_sees_ann.png"))
+        shutil.copy(tmp_path / "bob_sees_ann.png", "/tmp/photo_meeting_bob_sees_ann.png")
+    cartoon_gap = np.abs(cartoon.astype(float) - cv2.resize(rest, cartoon.shape[1::-1])).mean()
+    assert photo_gap < 25 and photo_gap < cartoon_gap / 2, (photo_gap, cartoon_gap)
+
+
+def _decode(data_url: str) -> np.ndarray:
+    raw = base64.b64decode(data_url.split(",", 1)[1])
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _astronaut_rest() -> np.ndarray:
+    import skimage.data
+
+    from avatars.face import build
+    texture, mesh = build(skimage.data.astronaut())
+    return Renderer(texture, mesh).render({}).astype(float)
+
+
+def test_the_start_page_offers_the_photo_avatars_and_remembers_the_choice(live_server, tmp_path):
+    from selenium.webdriver.support.ui import Select
+    with chromium() as page:
+        page.get(f"{live_server}/")
+        wait_for(page, "return [...document.querySelectorAll('#avatar-choice option')].some(o => o.value === 'astronaut')",
+                 30, "the avatar list")
+        Select(page.find_element("id", "avatar-choice")).select_by_value("astronaut")
+        wait_for(page, "const i = document.getElementById('avatar-preview'); return !i.hidden && i.complete && "
+                       "i.naturalWidth > 0", 10, "the preview")
+        assert page.execute_script("return localStorage.getItem('avatarMeeting.avatar')") == "astronaut"
+        page.save_screenshot(str(tmp_path / "start.png"))
+        shutil.copy(tmp_path / "start.png", "/tmp/photo_start_page.png")
+        box = page.find_element("id", "avatar-preview").rect
+        png = cv2.imdecode(np.frombuffer(page.get_screenshot_as_png(), np.uint8), cv2.IMREAD_COLOR)
+        crop = png[int(box["y"]):int(box["y"] + box["height"]), int(box["x"]):int(box["x"] + box["width"])]
+        assert crop.size and crop.std() > 20                # a picture, not an empty box
+        Select(page.find_element("id", "avatar-choice")).select_by_value("")
+        assert page.execute_script("return localStorage.getItem('avatarMeeting.avatar')") == ""

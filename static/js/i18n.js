@@ -2,7 +2,7 @@
 export const STRINGS = {
   en: {
     title: "Avatar Meeting",
-    tagline: "Meet as animated avatars: your face drives a cartoon, not a video.",
+    tagline: "Meet as animated avatars: your face drives a cartoon or your own photo, not a video.",
     display_name: "Your name",
     name_placeholder: "e.g. Alice",
     room_id: "Room ID",
