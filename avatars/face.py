@@ -39,6 +39,9 @@ class FaceMesh:
     triangles: np.ndarray
     faces_found: int = 1
     notes: list[str] = field(default_factory=list)
+    # field -> [inputs, what a face landmarker read back]: the rig asks for the input that reads as the value
+    # wanted (avatars.calibrate); empty: no correction
+    calibration: dict[str, list[list[float]]] = field(default_factory=dict)
 
     @property
     def face(self) -> np.ndarray:
@@ -46,13 +49,15 @@ class FaceMesh:
 
     def as_json(self) -> dict:
         return {"version": 1, "texture": TEXTURE, "landmarks": LANDMARKS,
-                "points": np.round(self.points, 2).tolist(), "triangles": self.triangles.tolist()}
+                "points": np.round(self.points, 2).tolist(), "triangles": self.triangles.tolist(),
+                "calibration": self.calibration}
 
     @classmethod
     def from_json(cls, data: dict) -> FaceMesh:
         if data.get("version") != 1 or data.get("texture") != TEXTURE:
             raise FaceError("an avatar mesh of another version")
-        return cls(np.asarray(data["points"], np.float32), np.asarray(data["triangles"], np.int32))
+        return cls(np.asarray(data["points"], np.float32), np.asarray(data["triangles"], np.int32),
+                   calibration=data.get("calibration") or {})
 
 
 _mesh_lock = threading.Lock()

@@ -26,6 +26,9 @@ LIP_TOP, LIP_BOTTOM, MOUTH_L, MOUTH_R = 13, 14, 61, 291
 CAL = {"eye_closed": 0.12, "eye_open": 0.32, "gaze_x": 5.0, "gaze_y": 8.0, "brow_neutral": 0.075, "brow_span": 0.03,
        "mouth_closed": 0.01, "mouth_span": 0.12, "wide_neutral": 0.4, "wide_span": 0.2, "smile_span": 0.06,
        "jaw_neutral": 0.4, "jaw_span": 0.15, "pitch_bias": -0.15}
+# How far past the capture's range the rig may be asked to go (a calibrated avatar overshoots where a landmarker
+# reads a drawn face short of the value)
+REACH = {"eye": (-0.5, 1.5), "mouth_open": (-0.3, 1.3), "smile": (-1.5, 1.5)}
 # Upper-face points that follow the brows (the brows and the forehead just above them), by side
 BROW_AREA_L = (70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 156)
 BROW_AREA_R = (300, 293, 334, 296, 336, 276, 283, 282, 295, 285, 383)
@@ -66,6 +69,8 @@ class Rig:
     def deform3(self, pose: dict[str, float]) -> np.ndarray:
         """The mesh's points (N, 3), z their depth (larger: farther), for `pose`."""
         want = {**self.rest_pose, **{k: v for k, v in pose.items() if v is not None}}
+        for key, (inputs, read) in self.mesh.calibration.items():     # what reads back as the value wanted
+            want[key] = float(np.interp(want[key], read, inputs))
         p = self.rest.copy()
         face = p[:LANDMARKS]                              # a view: changes land in p
         for eye, iris, key in ((EYE_L, IRIS_L, "eye_l"), (EYE_R, IRIS_R, "eye_r")):
@@ -81,7 +86,8 @@ class Rig:
     def _eye(self, face, eye, iris, openness, gaze_x, gaze_y) -> None:
         width = np.linalg.norm(face[eye["outer"], :2] - face[eye["inner"], :2])
         gap = face[eye["bottom"], 1] - face[eye["top"], 1]
-        target = (CAL["eye_closed"] + float(np.clip(openness, 0, 1)) * (CAL["eye_open"] - CAL["eye_closed"])) * width
+        target = (CAL["eye_closed"] + float(np.clip(openness, *REACH["eye"])) * (CAL["eye_open"] - CAL["eye_closed"])) \
+            * width
         # Upper lid (and the iris with it) towards the lower lid; a closed eye is the lid's skin over it.
         k = max(target, 0.02 * width) / max(gap, 1e-3)
         bottom = face[eye["bottom"], 1]
@@ -95,7 +101,7 @@ class Rig:
     def _mouth(self, face, want) -> None:
         h = self.face_h
         gap = np.linalg.norm(face[LIP_BOTTOM, :2] - face[LIP_TOP, :2])
-        target = (CAL["mouth_closed"] + float(np.clip(want["mouth_open"], 0, 1)) * CAL["mouth_span"]) * h
+        target = (CAL["mouth_closed"] + float(np.clip(want["mouth_open"], *REACH["mouth_open"])) * CAL["mouth_span"]) * h
         face[:, 1] += (target - gap) * self.jaw_weight
         jaw_now = (face[CHIN, 1] - face[NOSE, 1]) / h
         jaw_target = CAL["jaw_neutral"] + float(np.clip(want["jaw_open"], 0, 1)) * CAL["jaw_span"]
@@ -111,7 +117,7 @@ class Rig:
         face[:, 0] += spread * self.corner_weight["r"]
         centre_y = (face[LIP_TOP, 1] + face[LIP_BOTTOM, 1]) / 2
         lift_now = (centre_y - (face[MOUTH_L, 1] + face[MOUTH_R, 1]) / 2) / h
-        lift = (float(np.clip(want["smile"], -1, 1)) * CAL["smile_span"] - lift_now) * h
+        lift = (float(np.clip(want["smile"], *REACH["smile"])) * CAL["smile_span"] - lift_now) * h
         face[:, 1] -= lift * (self.corner_weight["l"] + self.corner_weight["r"])
 
     def _head(self, p, want) -> None:

@@ -206,6 +206,8 @@ class AvatarStore:
             texture, mesh = face.build(_fit(rgb))
         except face.FaceError as exc:
             raise NoFace(exc.message) from None
+        from avatars.calibrate import calibrate
+        mesh.calibration = calibrate(texture, mesh)
         pictures = {"texture.png": _png(texture), "preview.png": _png(texture, PREVIEW)}
         mesh_json = json.dumps(mesh.as_json(), separators=(",", ":")).encode()
         version = hashlib.sha1(pictures["texture.png"] + mesh_json).hexdigest()[:12]

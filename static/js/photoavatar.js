@@ -29,6 +29,16 @@ const UPPER_TEETH = [78, ...UPPER_INNER_LIP, 308];
 const INSIDE = [40, 18, 24], TEETH = [236, 232, 222];
 
 const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
+// How far past the capture's range the rig may be asked to go (avatars/rig.py REACH)
+const REACH = { eye: [-0.5, 1.5], mouth_open: [-0.3, 1.3], smile: [-1.5, 1.5] };
+/** np.interp: `v` on the polyline (xs, ys), xs increasing, flat beyond its ends. */
+function interp(v, xs, ys) {
+  if (v <= xs[0]) return ys[0];
+  for (let i = 1; i < xs.length; i++) {
+    if (v <= xs[i]) return ys[i - 1] + ((v - xs[i - 1]) / (xs[i] - xs[i - 1])) * (ys[i] - ys[i - 1]);
+  }
+  return ys[ys.length - 1];
+}
 const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
 const dist = (p, i, j) => Math.hypot(p[3 * i] - p[3 * j], p[3 * i + 1] - p[3 * j + 1]);
 const smoothstep = (d) => { const c = clip(1 - d, 0, 1); return c * c * (3 - 2 * c); };
@@ -38,6 +48,7 @@ export class Rig {
   constructor(mesh) {
     if (mesh.version !== 1 || mesh.texture !== TEXTURE) throw new Error("an avatar mesh of another version");
     this.count = mesh.points.length;
+    this.calibration = mesh.calibration || {};
     this.rest = Float64Array.from(mesh.points.flat());
     this.triangles = Uint16Array.from(mesh.triangles.flat());
     this.work = new Float64Array(this.rest.length);
@@ -86,6 +97,8 @@ export class Rig {
   deform3(pose, out = new Float32Array(this.rest.length)) {
     const want = { ...this.restPose };
     for (const [k, v] of Object.entries(pose)) if (v !== null && v !== undefined) want[k] = v;
+    // What reads back as the value wanted (the avatar's calibration against a face landmarker)
+    for (const [k, [inputs, read]] of Object.entries(this.calibration)) want[k] = interp(want[k], read, inputs);
     const p = this.work;
     p.set(this.rest);
     for (const eye of [EYE_L, EYE_R]) this._eye(p, eye, want[eye.key], want.gaze_x, want.gaze_y);
@@ -104,7 +117,7 @@ export class Rig {
     const width = dist(p, eye.outer, eye.inner);
     const bottom = p[3 * eye.bottom + 1];
     const gap = bottom - p[3 * eye.top + 1];
-    const target = (CAL.eye_closed + clip(openness, 0, 1) * (CAL.eye_open - CAL.eye_closed)) * width;
+    const target = (CAL.eye_closed + clip(openness, ...REACH.eye) * (CAL.eye_open - CAL.eye_closed)) * width;
     // Upper lid (and the iris with it) towards the lower lid; a closed eye is the lid's skin over it.
     const k = Math.max(target, 0.02 * width) / Math.max(gap, 1e-3);
     for (const i of [...eye.upper, ...eye.irises]) p[3 * i + 1] = bottom + (p[3 * i + 1] - bottom) * k;
@@ -118,7 +131,7 @@ export class Rig {
 
   _mouth(p, want) {
     const h = this.faceH, y = (i) => p[3 * i + 1];
-    const target = (CAL.mouth_closed + clip(want.mouth_open, 0, 1) * CAL.mouth_span) * h;
+    const target = (CAL.mouth_closed + clip(want.mouth_open, ...REACH.mouth_open) * CAL.mouth_span) * h;
     moveY(p, target - dist(p, LIP_BOTTOM, LIP_TOP), this.jaw);
     const jawTarget = CAL.jaw_neutral + clip(want.jaw_open, 0, 1) * CAL.jaw_span;
     const extra = (jawTarget - (y(CHIN) - y(NOSE)) / h) * h;
@@ -128,7 +141,7 @@ export class Rig {
     const { l, r } = this.corner;
     for (let i = 0; i < LANDMARKS; i++) { p[3 * i] -= spread * l[i]; p[3 * i] += spread * r[i]; }
     const liftNow = ((y(LIP_TOP) + y(LIP_BOTTOM)) / 2 - (y(MOUTH_L) + y(MOUTH_R)) / 2) / h;
-    const lift = (clip(want.smile, -1, 1) * CAL.smile_span - liftNow) * h;
+    const lift = (clip(want.smile, ...REACH.smile) * CAL.smile_span - liftNow) * h;
     for (let i = 0; i < LANDMARKS; i++) p[3 * i + 1] -= lift * (l[i] + r[i]);
   }
 
