@@ -14,7 +14,6 @@ commands, with rooms of [(user_id, token, ws_url[, port]), ...].
 """
 from __future__ import annotations
 
-import heapq
 import os
 import pathlib
 import select
@@ -435,34 +434,11 @@ class FloodLoop(EventLoop):
         if fd in self.conns:
             self.ep.modify(fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
 
-    def run_until(self, deadline: float, done=None) -> bool:
-        timers, conns, poll, mono = self.timers, self.conns, self.ep.poll, time.monotonic
-        next_check = 0.0
-        while True:
-            now = mono()
-            while timers and timers[0][0] <= now:
-                heapq.heappop(timers)[2]()
-                now = mono()
-            if done is not None and now >= next_check:
-                if done():
-                    return True
-                next_check = now + 0.05
-            if now >= deadline:
-                return False
-            wake = min(deadline, timers[0][0] if timers else deadline, next_check if done else deadline)
-            events = poll(max(0.0, wake - now))
-            if events:
-                now = mono()
-                for fd, ev in events:
-                    conn = conns.get(fd)
-                    if conn is None:
-                        continue
-                    if ev & select.EPOLLOUT:
-                        conn.write_ready(now)
-                    if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and not conn.closed:
-                        conn.read(now)
-                    if conn.closed:
-                        self.pause(conn)
+    def ready(self, conn: Connection, ev: int, now: float) -> None:
+        if ev & select.EPOLLOUT:
+            conn.write_ready(now)
+        if ev & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and not conn.closed:
+            conn.read(now)
 
 
 class Flooder(Connection):

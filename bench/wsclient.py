@@ -212,12 +212,16 @@ class EventLoop:
             events = poll(max(0.0, wake - now))
             if events:
                 now = mono()
-                for fd, _ in events:
+                for fd, ev in events:
                     conn = conns.get(fd)
                     if conn is not None:
-                        conn.read(now)
+                        self.ready(conn, ev, now)
                         if conn.closed:
                             self.pause(conn)
+
+    def ready(self, conn: Connection, ev: int, now: float) -> None:
+        """A connection's socket has something to read (`ev`: its epoll events)."""
+        conn.read(now)
 
     def close(self) -> None:
         for conn in list(self.conns.values()):
