@@ -117,13 +117,8 @@ class BusStats:
     connected: bool = False               # the listener holds its subscriptions
     resubscriptions: int = 0              # times it had to subscribe again (Redis restarted or the link broke)
     rtt_ms: float = 0.0                   # the last heartbeat's round trip
-    published: int = 0                    # PUBLISH commands (batches)
-    events_out: int = 0
-    events_in: int = 0
     resent: int = 0                       # ordered events re-sent to a process that missed them
     lost: int = 0                         # ordered events given up after REDIS_RETRY
-    errors: int = 0
-    since_down: float | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -188,7 +183,6 @@ class RedisBus:
         try:
             return fn(*args, **kw)
         except REDIS_ERRORS as exc:
-            self.stats.errors += 1
             raise BackplaneDown(f"the backplane (Redis) does not answer: {exc}") from None
 
     def key(self, *parts: str) -> str:
@@ -339,13 +333,10 @@ class RedisBus:
         try:
             received = pipe.execute()
         except REDIS_ERRORS:
-            self.stats.errors += 1
             received = [None] * len(batches)
         now = time.monotonic()
         with self._cond:
-            self.stats.published += len(batches)
             for (room_id, (events, resent)), count in zip(batches.items(), received):
-                self.stats.events_out += len(events)
                 self.stats.resent += resent
                 out = self._out.setdefault(room_id, _Outgoing())
                 if count is not None and count >= self._expected(room_id):
@@ -405,13 +396,13 @@ class RedisBus:
                             for room_id in wanted:
                                 self._queue(room_id, ["S"])
                         first, down_since = False, None
-                        self.stats.connected, self.stats.since_down = True, None
+                        self.stats.connected = True
                     message = pubsub.get_message(timeout=0)
             except REDIS_ERRORS as exc:
                 if down_since is None:
                     down_since = time.monotonic()
                     log.warning("redis: subscription lost (%s); resubscribing", exc)
-                self.stats.connected, self.stats.since_down = False, down_since
+                self.stats.connected = False
                 try:
                     if pubsub is not None:
                         pubsub.close()
@@ -444,7 +435,6 @@ class RedisBus:
         room = self._rooms.get(room_id)
         if room is None:
             return
-        self.stats.events_in += len(events)
         for event in events:
             try:
                 self._apply(room, origin, event)

@@ -7,6 +7,7 @@ import logging
 import pathlib
 import threading
 import time
+from dataclasses import replace
 
 from meeting.errors import MeetingError, NotInRoom, RoomFull
 from meeting.participant import Participant
@@ -130,5 +131,4 @@ class Replayer:
         elif isinstance(msg, p.Chat):
             self.room.post_chat(stand_in, msg.text)
         elif isinstance(msg, (p.Audio, p.AudioStop, p.Viseme)):
-            from dataclasses import replace
             self.room.broadcast(stand_in, p.encode(replace(msg, slot=stand_in.slot)))

@@ -19,7 +19,7 @@ from pipeline.audio import OPUS_RATE, AudioError, OpusDecoder
 from wire import posedata
 from wire import protocol as p
 
-FPS, TILE = 25, 240
+FPS = 25
 NEUTRAL = posedata.dequantize(posedata.quantize({}, 8), 8)
 COLOURS = [(94, 129, 244), (80, 175, 76), (0, 152, 255), (176, 39, 156), (136, 150, 0), (59, 235, 255),
            (72, 85, 121), (158, 158, 158), (244, 67, 54), (233, 30, 99), (63, 81, 181), (0, 188, 212),
@@ -106,7 +106,7 @@ def export_mp4(source: pathlib.Path, target: pathlib.Path, size: tuple[int, int]
     width, height = size
     part, wav = target.with_suffix(".part.mp4"), target.with_suffix(".wav")
     video_only = target.with_suffix(".video.mp4")
-    audio = np.zeros(0, np.float32)
+    voice: list[tuple[int, np.ndarray]] = []                 # (sample where it starts, its samples)
     decoder = OpusDecoder()
     next_frame_ms, last_ms, cursor = 0, 0, 0
     video = subprocess.Popen(
@@ -130,9 +130,7 @@ def export_mp4(source: pathlib.Path, target: pathlib.Path, size: tuple[int, int]
                     continue
                 at = cursor = max(int(t_ms * OPUS_RATE / 1000), cursor)    # a burst plays one after another
                 cursor += len(pcm)
-                if len(audio) < at + len(pcm):
-                    audio = np.concatenate([audio, np.zeros(at + len(pcm) - len(audio), np.float32)])
-                audio[at:at + len(pcm)] += pcm
+                voice.append((at, pcm))
             last_ms = t_ms
         video.stdin.write(grid.frame(width, height).tobytes())
     except RecordingError:
@@ -143,7 +141,9 @@ def export_mp4(source: pathlib.Path, target: pathlib.Path, size: tuple[int, int]
             video.stdin.close()
         video.wait()
     end = max(last_ms, next_frame_ms) / 1000
-    audio = np.concatenate([audio, np.zeros(max(0, int(end * OPUS_RATE) - len(audio)), np.float32)])
+    audio = np.zeros(max(int(end * OPUS_RATE), cursor), np.float32)       # laid out once, at the end
+    for at, pcm in voice:
+        audio[at:at + len(pcm)] += pcm
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
