@@ -47,7 +47,7 @@ class Rig:
         self.face_w = float(np.linalg.norm(p[CHEEK_R, :2] - p[CHEEK_L, :2]))
         self.face_h = float(np.linalg.norm(p[CHIN, :2] - p[FOREHEAD, :2]))
         # What the photo's face measures; its place and size in the texture are the avatar's x = y = z = 0.
-        self.rest_pose = {**measure(p), "x": 0.0, "y": 0.0, "z": 0.0}
+        self.rest_pose = {**measure(p, clip=False), "x": 0.0, "y": 0.0, "z": 0.0}
         face = p[:LANDMARKS]
         # How much each face point goes with the jaw: the lower lip and chin fully, fading to nothing at the
         # mouth corners' height and towards the jaw's angles.
@@ -68,9 +68,11 @@ class Rig:
 
     def deform3(self, pose: dict[str, float]) -> np.ndarray:
         """The mesh's points (N, 3), z their depth (larger: farther), for `pose`."""
-        want = {**self.rest_pose, **{k: v for k, v in pose.items() if v is not None}}
+        given = {k: v for k, v in pose.items() if v is not None}
+        want = {**self.rest_pose, **given}
         for key, (inputs, read) in self.mesh.calibration.items():     # what reads back as the value wanted
-            want[key] = float(np.interp(want[key], read, inputs))
+            if key in given:                                          # (a missing field: the photo's own)
+                want[key] = float(np.interp(want[key], read, inputs))
         p = self.rest.copy()
         face = p[:LANDMARKS]                              # a view: changes land in p
         for eye, iris, key in ((EYE_L, IRIS_L, "eye_l"), (EYE_R, IRIS_R, "eye_r")):
@@ -143,8 +145,10 @@ class Rig:
         p[:LANDMARKS, :2] += shift
 
 
-def measure(points: np.ndarray) -> dict[str, float]:
-    """PoseData of a face's landmarks (texture pixels), as static/js/pose.js computes it (square image)."""
+def measure(points: np.ndarray, clip: bool = True) -> dict[str, float]:
+    """PoseData of a face's landmarks (texture pixels), as static/js/pose.js computes it (square image); with
+    `clip` off, past the capture's range (a wide-open eye reads 1.2: the photo's own, kept at rest)."""
+    limit = np.clip if clip else (lambda v, lo, hi: v)
     side = 512.0
     P = points / side
     eye_l, eye_r = P[EYE_L["outer"]], P[EYE_R["outer"]]
@@ -166,25 +170,25 @@ def measure(points: np.ndarray) -> dict[str, float]:
     def eye(e):
         width = np.linalg.norm(F(e["outer"]) - F(e["inner"]))
         gap = np.linalg.norm(F(e["top"]) - F(e["bottom"]))
-        return float(np.clip((gap / width - CAL["eye_closed"]) / (CAL["eye_open"] - CAL["eye_closed"]), 0, 1))
+        return float(limit((gap / width - CAL["eye_closed"]) / (CAL["eye_open"] - CAL["eye_closed"]), 0, 1))
 
     def brow(ids, e):
         b = np.mean([F(i)[1] for i in ids])
-        return float(np.clip(((F(e["top"])[1] - b) / face_h - CAL["brow_neutral"]) / CAL["brow_span"], -1, 1))
+        return float(limit(((F(e["top"])[1] - b) / face_h - CAL["brow_neutral"]) / CAL["brow_span"], -1, 1))
 
     lip_top, lip_bottom, corner_l, corner_r = F(LIP_TOP), F(LIP_BOTTOM), F(MOUTH_L), F(MOUTH_R)
-    mouth_open = float(np.clip((np.linalg.norm(lip_top - lip_bottom) / face_h - CAL["mouth_closed"])
+    mouth_open = float(limit((np.linalg.norm(lip_top - lip_bottom) / face_h - CAL["mouth_closed"])
                                / CAL["mouth_span"], 0, 1))
-    mouth_wide = float(np.clip(0.5 + (np.linalg.norm(corner_l - corner_r) / face_w - CAL["wide_neutral"])
+    mouth_wide = float(limit(0.5 + (np.linalg.norm(corner_l - corner_r) / face_w - CAL["wide_neutral"])
                                / CAL["wide_span"], 0, 1))
     smile = ((lip_top[1] + lip_bottom[1]) / 2 - (corner_l[1] + corner_r[1]) / 2) / face_h / CAL["smile_span"]
-    return {"yaw": yaw, "pitch": pitch, "roll": roll, "x": float(np.clip(c[0] * 2 - 1, -1, 1)),
-            "y": float(np.clip(1 - c[1] * 2, -1, 1)),
-            "z": float(np.clip(math.log2(math.hypot(across[0], across[1]) / 0.3), -1, 1)),
+    return {"yaw": yaw, "pitch": pitch, "roll": roll, "x": float(limit(c[0] * 2 - 1, -1, 1)),
+            "y": float(limit(1 - c[1] * 2, -1, 1)),
+            "z": float(limit(math.log2(math.hypot(across[0], across[1]) / 0.3), -1, 1)),
             "eye_l": eye(EYE_L), "eye_r": eye(EYE_R), "gaze_x": 0.0, "gaze_y": 0.0,
             "brow_l": brow(BROW_L, EYE_L), "brow_r": brow(BROW_R, EYE_R), "mouth_open": mouth_open,
-            "mouth_wide": mouth_wide, "mouth_round": 0.0, "smile": float(np.clip(smile, -1, 1)),
-            "jaw_open": float(np.clip((np.linalg.norm(F(NOSE) - F(CHIN)) / face_h - CAL["jaw_neutral"])
+            "mouth_wide": mouth_wide, "mouth_round": 0.0, "smile": float(limit(smile, -1, 1)),
+            "jaw_open": float(limit((np.linalg.norm(F(NOSE) - F(CHIN)) / face_h - CAL["jaw_neutral"])
                                       / CAL["jaw_span"], 0, 1))}
 
 

@@ -201,7 +201,8 @@ def test_frame_rate_with_1_4_and_16_animating_photo_avatars(page, record_propert
             page.execute_script("photoPage.animate(false)")
             for w in windows:
                 assert w["drawsPerTile"] > 0.9 * w["fps"], f"{n} tiles: not every tile drew every frame: {w}"
-                assert w["onScreen"] == n or width, w
+                if width is None:                                             # (at 360 px not all fit)
+                    assert w["onScreen"] == n, w
             rates[f"{n}@{width or 'meeting'}"] = {"px": windows[0]["shown"], "windows": [
                 {"fps": round(w["fps"], 1), "others_cores": round(w["others"], 2)} for w in windows]}
     record_property("photo_fps", json.dumps(rates))

@@ -58,7 +58,7 @@ export class Rig {
     this.faceH = dist(p, CHIN, FOREHEAD);
     this.size = Math.max(...mesh.points.map(([px, py]) => Math.max(px, py)));
     // What the photo's face measures; its place and size in the texture are the avatar's x = y = z = 0.
-    this.restPose = { ...measure(p), x: 0, y: 0, z: 0 };
+    this.restPose = { ...measure(p, false), x: 0, y: 0, z: 0 };
     // How much each face point goes with the jaw (rig.py: the lower lip and chin fully, fading to nothing at
     // the mouth corners' height and towards the jaw's angles); the chin alone for a jaw lower than the lips.
     const mouthY = (y(MOUTH_L) + y(MOUTH_R)) / 2;
@@ -97,8 +97,11 @@ export class Rig {
   deform3(pose, out = new Float32Array(this.rest.length)) {
     const want = { ...this.restPose };
     for (const [k, v] of Object.entries(pose)) if (v !== null && v !== undefined) want[k] = v;
-    // What reads back as the value wanted (the avatar's calibration against a face landmarker)
-    for (const [k, [inputs, read]] of Object.entries(this.calibration)) want[k] = interp(want[k], read, inputs);
+    // What reads back as the value wanted (the avatar's calibration against a face landmarker); a missing field
+    // is the photo's own
+    for (const [k, [inputs, read]] of Object.entries(this.calibration)) {
+      if (pose[k] !== null && pose[k] !== undefined) want[k] = interp(want[k], read, inputs);
+    }
     const p = this.work;
     p.set(this.rest);
     for (const eye of [EYE_L, EYE_R]) this._eye(p, eye, want[eye.key], want.gaze_x, want.gaze_y);
@@ -177,7 +180,8 @@ function moveY(p, by, weight) {
 }
 
 /** PoseData of a face's landmarks (texture pixels), as static/js/pose.js computes it (rig.py's measure). */
-function measure(points) {
+function measure(points, clipped = true) {
+  const lim = clipped ? clip : (v) => v;     // off: past the capture's range (the photo's own, at rest)
   const P = (i, k) => points[3 * i + k] / TEXTURE;
   const roll = Math.atan2(P(EYE_R.outer, 1) - P(EYE_L.outer, 1), P(EYE_R.outer, 0) - P(EYE_L.outer, 0));
   const across = [0, 1, 2].map((k) => P(CHEEK_R, k) - P(CHEEK_L, k));
@@ -190,22 +194,22 @@ function measure(points) {
   };
   const d = (a, b) => Math.hypot(a[0] - b[0], a[1] - b[1]);
   const faceW = d(F(CHEEK_L), F(CHEEK_R)), faceH = d(F(FOREHEAD), F(CHIN));
-  const eye = (e) => clip((d(F(e.top), F(e.bottom)) / d(F(e.outer), F(e.inner)) - CAL.eye_closed)
+  const eye = (e) => lim((d(F(e.top), F(e.bottom)) / d(F(e.outer), F(e.inner)) - CAL.eye_closed)
     / (CAL.eye_open - CAL.eye_closed), 0, 1);
-  const brow = (ids, e) => clip(((F(e.top)[1] - mean(ids.map((i) => F(i)[1]))) / faceH - CAL.brow_neutral)
+  const brow = (ids, e) => lim(((F(e.top)[1] - mean(ids.map((i) => F(i)[1]))) / faceH - CAL.brow_neutral)
     / CAL.brow_span, -1, 1);
   const [lipTop, lipBottom, cornerL, cornerR] = [LIP_TOP, LIP_BOTTOM, MOUTH_L, MOUTH_R].map(F);
   const smile = ((lipTop[1] + lipBottom[1]) / 2 - (cornerL[1] + cornerR[1]) / 2) / faceH / CAL.smile_span;
   return {
     yaw: Math.atan2(across[2], Math.hypot(across[0], across[1])),
     pitch: -Math.atan2(down[2], Math.hypot(down[0], down[1])) - CAL.pitch_bias,
-    roll, x: clip(c[0] * 2 - 1, -1, 1), y: clip(1 - c[1] * 2, -1, 1),
-    z: clip(Math.log2(Math.hypot(across[0], across[1]) / 0.3), -1, 1),
+    roll, x: lim(c[0] * 2 - 1, -1, 1), y: lim(1 - c[1] * 2, -1, 1),
+    z: lim(Math.log2(Math.hypot(across[0], across[1]) / 0.3), -1, 1),
     eye_l: eye(EYE_L), eye_r: eye(EYE_R), gaze_x: 0, gaze_y: 0, brow_l: brow(BROW_L, EYE_L), brow_r: brow(BROW_R, EYE_R),
-    mouth_open: clip((d(lipTop, lipBottom) / faceH - CAL.mouth_closed) / CAL.mouth_span, 0, 1),
-    mouth_wide: clip(0.5 + (d(cornerL, cornerR) / faceW - CAL.wide_neutral) / CAL.wide_span, 0, 1),
-    mouth_round: 0, smile: clip(smile, -1, 1),
-    jaw_open: clip((d(F(NOSE), F(CHIN)) / faceH - CAL.jaw_neutral) / CAL.jaw_span, 0, 1),
+    mouth_open: lim((d(lipTop, lipBottom) / faceH - CAL.mouth_closed) / CAL.mouth_span, 0, 1),
+    mouth_wide: lim(0.5 + (d(cornerL, cornerR) / faceW - CAL.wide_neutral) / CAL.wide_span, 0, 1),
+    mouth_round: 0, smile: lim(smile, -1, 1),
+    jaw_open: lim((d(F(NOSE), F(CHIN)) / faceH - CAL.jaw_neutral) / CAL.jaw_span, 0, 1),
   };
 }
 
