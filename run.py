@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 import config as config_module
 from avatars.store import AvatarStore
-from connect import api, avatars, pages, recordings, websocket
+from connect import api, avatars, chat, pages, recordings, websocket
 from connect.reader import SocketReader
 from connect.redisbus import RedisBus
 from connect.rtc import RtcService
@@ -123,6 +123,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(api.stats_bp)
     app.register_blueprint(recordings.bp)
     app.register_blueprint(avatars.bp)
+    app.register_blueprint(chat.bp)
     app.register_blueprint(monitor_views.bp)
     websocket.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
