@@ -20,6 +20,10 @@ LANDMARKS = 478
 # The inner lip contour (mediapipe's indices): triangles inside it are the mouth's opening, left empty so
 # that the inner-mouth layer shows through when the lips part.
 INNER_LIPS = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+OUTER_LIPS = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
+# The contour of each eye (image-left, then image-right): triangles inside are the eye's opening
+EYE_CONTOURS = ((33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173),
+                (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398))
 BORDER_STEPS = 8                # fixed points per side of the texture, and of a ring around the face
 
 
@@ -65,7 +69,9 @@ _mesh = None
 
 
 def _face_mesh():
-    """mediapipe's face mesh (one per process; its graph is not for two threads at once: use under the lock)."""
+    """mediapipe's face mesh with attention (refined eyes, lips and irises: the model the pages' FaceLandmarker
+    runs too, scripts/build_assets.py), one per process; its graph is not for two threads at once: use under
+    the lock."""
     global _mesh
     if _mesh is None:
         import mediapipe as mp
@@ -110,13 +116,35 @@ def build(rgb: np.ndarray) -> tuple[np.ndarray, FaceMesh]:
     points = face.copy()
     points[:, :2] = points[:, :2] * scale + matrix[:, 2]
     points[:, 2] *= scale
+    texture = _close_mouth(texture, points)
     mesh = FaceMesh(*_triangulate(points), faces_found=len(faces), notes=notes)
     return texture, mesh
 
 
+def _close_mouth(texture: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The texture with the photo's mouth closed: what lies between its inner lips (teeth, the mouth's darkness)
+    and whatever shows teeth within the lips is painted over from the lips around it (OpenCV's inpainting).
+    The mesh leaves the inner lips' inside empty, so that an opening shows the renderers' inner mouth; a
+    closed mouth then shows lips, not the photo's teeth squeezed into a band a face landmarker reads as parted."""
+    def polygon(ids):
+        mask = np.zeros(texture.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(points[list(ids), :2] * 16).astype(np.int32)], 255, cv2.LINE_8, shift=4)
+        return mask > 0
+    outer, inner = polygon(OUTER_LIPS), polygon(INNER_LIPS)
+    lips = outer & ~inner
+    if lips.sum() < 20:
+        return texture
+    lab = cv2.cvtColor(texture, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lip_l, lip_a = np.median(lab[lips][:, :2], axis=0)
+    teeth = outer & (lab[:, :, 1] < lip_a - 5) & (lab[:, :, 0] > lip_l - 10)     # less red, as light: teeth
+    mask = cv2.dilate((inner | teeth).astype(np.uint8) * 255, np.ones((3, 3), np.uint8), iterations=2)
+    mask[~outer] = 0
+    return cv2.inpaint(np.ascontiguousarray(texture), mask, 5, cv2.INPAINT_TELEA)
+
+
 def _triangulate(face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Face points plus fixed points (the texture's border and a ring around the face), triangulated; the
-    triangles inside the inner lips are left out (the mouth's opening)."""
+    triangles inside the inner lips and the eyes are left out (open_holes)."""
     t = np.linspace(0, TEXTURE - 1, BORDER_STEPS + 1)
     edge = [(x, 0) for x in t] + [(x, TEXTURE - 1) for x in t] + [(0, y) for y in t[1:-1]] + \
            [(TEXTURE - 1, y) for y in t[1:-1]]
@@ -127,7 +155,14 @@ def _triangulate(face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ring = [(min(max(x, 1), TEXTURE - 2), min(max(y, 1), TEXTURE - 2)) for x, y in ring]
     fixed = np.array(edge + ring, np.float32)
     points = np.vstack([face, np.column_stack([fixed, np.zeros(len(fixed), np.float32)])])
-    triangles = Delaunay(points[:, :2]).simplices.astype(np.int32)
-    inner = set(INNER_LIPS)
-    mouth = np.array([all(int(i) in inner for i in tri) for tri in triangles])
-    return points, triangles[~mouth]
+    return points, open_holes(Delaunay(points[:, :2]).simplices.astype(np.int32))
+
+
+def open_holes(triangles: np.ndarray) -> np.ndarray:
+    """The triangles without those inside the inner lips and inside each eye's contour: the mouth's opening and
+    the eyes' show the layer the renderers draw behind the face (the inner mouth; the eyeballs, which a closing
+    lid covers rather than squeezes). Meshes made before the eyes were opened get them opened here too."""
+    holes = [set(INNER_LIPS)] + [set(contour) | set(range(468 + 5 * k, 473 + 5 * k))
+                                 for k, contour in enumerate(EYE_CONTOURS)]
+    inside = np.array([any(all(int(i) in hole for i in tri) for hole in holes) for tri in triangles], bool)
+    return triangles[~inside] if len(triangles) else triangles

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import config
-from avatars.face import TEXTURE, FaceError, build
+from avatars.face import TEXTURE, FaceError
 from avatars.motion import PhotoMotion
 from avatars.render import Renderer
 from meeting.errors import MeetingError
@@ -54,9 +54,9 @@ def load_avatar(spec: str | None, settings: config.Settings) -> Renderer:
     """A renderer for `spec`: a photo's path (its face is found now, nothing is stored), a stored avatar's name
     (avatars.store), or None for the shipped default, "astronaut" (made in the store on first use)."""
     if spec and os.path.isfile(spec):
-        from avatars.store import decode_photo
+        from avatars.store import build_avatar, decode_photo
         with open(spec, "rb") as f:
-            return Renderer(*build(decode_photo(f.read(), settings.PHOTO_MAX_MEGAPIXELS * 10**6)))
+            return Renderer(*build_avatar(decode_photo(f.read(), settings.PHOTO_MAX_MEGAPIXELS * 10**6)))
     from PIL import Image
 
     from avatars.store import BUILTIN, AvatarStore

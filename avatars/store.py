@@ -201,13 +201,7 @@ class AvatarStore:
 
     def _make(self, name: str, rgb: np.ndarray, source: str, width: int, height: int) -> AvatarInfo:
         """Builds the avatar from an RGB picture into a temporary directory and renames that into place."""
-        from avatars import face
-        try:
-            texture, mesh = face.build(_fit(rgb))
-        except face.FaceError as exc:
-            raise NoFace(exc.message) from None
-        from avatars.calibrate import calibrate
-        mesh.calibration = calibrate(texture, mesh)
+        texture, mesh = build_avatar(rgb)
         pictures = {"texture.png": _png(texture), "preview.png": _png(texture, PREVIEW)}
         mesh_json = json.dumps(mesh.as_json(), separators=(",", ":")).encode()
         version = hashlib.sha1(pictures["texture.png"] + mesh_json).hexdigest()[:12]
@@ -251,6 +245,19 @@ class AvatarStore:
             raise NoFace(f"no face found in the video's first {VIDEO_SECONDS} seconds: film one face looking at "
                          "the camera, well lit")
         return width, height, best
+
+
+def build_avatar(rgb: np.ndarray):
+    """An RGB picture -> (texture, avatars.face.FaceMesh), calibrated: what every avatar is made of, whether
+    stored or not. Raises NoFace."""
+    from avatars import face
+    from avatars.calibrate import calibrate
+    try:
+        texture, mesh = face.build(_fit(rgb))
+    except face.FaceError as exc:
+        raise NoFace(exc.message) from None
+    mesh.calibration = calibrate(texture, mesh)
+    return texture, mesh
 
 
 def decode_photo(data: bytes, max_pixels: int) -> np.ndarray:

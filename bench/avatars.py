@@ -101,8 +101,9 @@ const [count, seconds, done] = [arguments[0], arguments[1], arguments[arguments.
 def grid_poses() -> list[dict]:
     out = []
     for yaw, pitch, mouth, eye, smile in itertools.product(*GRID.values()):
+        # mouth_wide 0.5: a relaxed mouth's width in the capture's scale (the protocol's neutral, 0, is pursed)
         out.append({"yaw": yaw, "pitch": pitch, "mouth_open": mouth, "jaw_open": mouth * 0.6, "eye_l": eye,
-                    "eye_r": eye, "smile": smile})
+                    "eye_r": eye, "smile": smile, "mouth_wide": 0.5})
     return out
 
 

@@ -25,11 +25,9 @@ def build_astronaut(dest: pathlib.Path) -> tuple[np.ndarray, dict]:
     """scikit-image's astronaut as a photo avatar: writes dest/texture.png and dest/mesh.json, returns both."""
     import skimage.data
 
-    from avatars.calibrate import calibrate
-    from avatars.face import build
+    from avatars.store import build_avatar
 
-    texture, mesh = build(skimage.data.astronaut())
-    mesh.calibration = calibrate(texture, mesh)           # as the store makes it (the rigs' calibrated path)
+    texture, mesh = build_avatar(skimage.data.astronaut())      # as the store makes it
     dest.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(dest / "texture.png"), cv2.cvtColor(texture, cv2.COLOR_RGB2BGR))
     data = mesh.as_json()

@@ -14,7 +14,9 @@ from PIL import Image
 from skimage import data
 
 from avatars import store as avatar_store
-from avatars.face import TEXTURE, FaceMesh
+from avatars.face import OUTER_LIPS, TEXTURE, FaceMesh, landmarks
+from avatars.render import Renderer
+from avatars.rig import Rig, measure
 from avatars.store import (
     BUILTIN,
     AvatarExists,
@@ -236,6 +238,43 @@ def test_a_new_store_on_the_same_directory_sees_the_avatars_and_the_default(stor
     again = AvatarStore(str(store.directory), LIMIT)
     assert again.get("ann") == made and again.default_name() == "ann"
     assert [a.name for a in again.list()] == [BUILTIN, "ann"]
+
+
+# --- the face: how it moves and how a landmarker reads it ------------------------------------------
+
+@pytest.fixture(scope="module")
+def astronaut():
+    """(texture, mesh) of the astronaut, as every avatar is made."""
+    return avatar_store.build_avatar(data.astronaut())
+
+
+@pytest.mark.parametrize("yaw, pitch", [(0.0, 0.0), (0.35, -0.2), (-0.3, 0.25)])
+def test_a_turned_face_measures_as_asked(astronaut, yaw, pitch):
+    """The mesh's own landmarks, as the capture measures them, give the lids' and lips' values asked at any turn
+    (a turn foreshortens an eye's width and its lid gap unequally; the rig sets them as seen)."""
+    _, mesh = astronaut
+    rig = Rig(FaceMesh(mesh.points, mesh.triangles))                # uncalibrated: the geometry alone
+    for eye, mouth in ((0.3, 0.0), (0.7, 0.5), (1.0, 0.9)):
+        got = measure(rig.deform3({"yaw": yaw, "pitch": pitch, "eye_l": eye, "eye_r": eye, "mouth_open": mouth}))
+        assert got["eye_l"] == pytest.approx(eye, abs=0.02) and got["eye_r"] == pytest.approx(eye, abs=0.02)
+        assert got["mouth_open"] == pytest.approx(mouth, abs=0.02)
+
+
+def test_the_photos_teeth_are_painted_over_so_a_closed_mouth_reads_closed(astronaut):
+    """The astronaut smiles with her teeth: the texture keeps none of them within the lips, and the pages'
+    landmark model reads the avatar's closed mouth as closed, its open mouth as open, frontal and turned."""
+    texture, mesh = astronaut
+    lips = np.zeros(texture.shape[:2], np.uint8)
+    cv2.fillPoly(lips, [np.round(mesh.points[list(OUTER_LIPS), :2]).astype(np.int32)], 1)
+    lab = cv2.cvtColor(texture, cv2.COLOR_RGB2LAB)[lips > 0].astype(int)
+    whiteish = (lab[:, 0] > 200) & (np.abs(lab[:, 1] - 128) < 12) & (np.abs(lab[:, 2] - 128) < 12)
+    assert whiteish.mean() < 0.02, f"{whiteish.mean():.0%} of the lips look like teeth"
+    renderer = Renderer(texture, mesh)
+    for yaw, pitch in ((0.0, 0.0), (0.3, 0.15)):
+        base = {"yaw": yaw, "pitch": pitch, "eye_l": 1.0, "eye_r": 1.0, "mouth_wide": 0.5}
+        closed = measure(landmarks(renderer.render({**base, "mouth_open": 0.0}))[0])
+        opened = measure(landmarks(renderer.render({**base, "mouth_open": 0.8, "jaw_open": 0.5}))[0])
+        assert closed["mouth_open"] < 0.12 and opened["mouth_open"] > 0.6, (yaw, closed, opened)
 
 
 # --- the HTTP API ----------------------------------------------------------------------------------

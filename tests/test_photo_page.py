@@ -27,8 +27,10 @@ pytestmark = pytest.mark.slow
 # Headless Chromium here has no GPU: WebGL is ANGLE on SwiftShader (Vulkan). This Chromium still falls back to it
 # under --disable-gpu by itself; newer ones want the flag, which is harmless where it is not needed.
 WEBGL_ARGS = ("--enable-unsafe-swiftshader",)
-FRAMES = {"rest": {}, "turned": {"yaw": -0.35}, "mouth_open": {"mouth_open": 0.8, "jaw_open": 0.6},
-          "eyes_closed": {"eye_l": 0.0, "eye_r": 0.0}, "smiling": {"smile": 0.9}}
+# Each over a relaxed mouth (mouth_wide 0.5, as the capture reads one; the protocol's neutral 0 is pursed)
+FRAMES = {name: {"mouth_wide": 0.5, **fields} for name, fields in {
+    "rest": {}, "turned": {"yaw": -0.35}, "mouth_open": {"mouth_open": 0.8, "jaw_open": 0.6},
+    "eyes_closed": {"eye_l": 0.0, "eye_r": 0.0}, "smiling": {"smile": 0.9}}.items()}
 RIG_POSES = [{}, {"yaw": -0.35}, {"yaw": 0.6, "pitch": -0.3}, {"pitch": 0.3, "roll": -0.2},
              {"eye_l": 0.0, "eye_r": 0.1}, {"eye_l": 0.5, "gaze_x": 0.5, "gaze_y": -0.4}, {"brow_l": 1.0, "brow_r": -1.0},
              {"mouth_open": 0.8, "jaw_open": 0.6}, {"mouth_wide": 0.1, "smile": -0.7},
@@ -341,3 +343,36 @@ def test_the_start_page_offers_the_photo_avatars_and_remembers_the_choice(live_s
         assert crop.size and crop.std() > 20                # a picture, not an empty box
         Select(page.find_element("id", "avatar-choice")).select_by_value("")
         assert page.execute_script("return localStorage.getItem('avatarMeeting.avatar')") == ""
+
+
+LANDMARKER_JS = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  const vision = await import('/static/vendor/vision_bundle.mjs');
+  const fileset = await vision.FilesetResolver.forVisionTasks('/static/vendor/wasm');
+  const landmarker = await vision.FaceLandmarker.createFromOptions(fileset, {baseOptions: {
+    modelAssetPath: '/static/vendor/face_landmarker.task', delegate: 'CPU'}, runningMode: 'IMAGE', numFaces: 1});
+  const image = new Image();
+  image.src = '/api/avatar/astronaut/texture.png';
+  await image.decode();
+  const found = landmarker.detect(image).faceLandmarks[0];
+  done(found ? found.map((p) => [p.x * image.width, p.y * image.height]) : {error: 'no face'});
+})().catch((e) => done({error: String(e && e.stack || e)}));
+"""
+
+
+def test_the_pages_landmarker_reads_the_face_as_the_server_does(page, avatar):
+    """The page's FaceLandmarker runs the face_landmarker.task that scripts/build_assets.py builds (the face mesh
+    with attention, its six outputs merged into one): on the avatar's texture it finds the 478 points the
+    server's face mesh finds, refined irises included (not the eye contours' centres)."""
+    from avatars.face import EYE_CONTOURS, landmarks
+    page.set_script_timeout(60)
+    got = page.execute_async_script(LANDMARKER_JS)
+    assert isinstance(got, list), got
+    browser, server = np.array(got), landmarks(avatar[0])[0][:, :2]
+    error = np.linalg.norm(browser - server, axis=1)
+    assert len(browser) == 478 and np.median(error) < 0.5 and error.max() < 2.0, (np.median(error), error.max())
+    for k, contour in enumerate(EYE_CONTOURS):
+        iris, centre = browser[468 + 5 * k: 473 + 5 * k], browser[list(contour)].mean(0)
+        assert np.ptp(iris[:, 0]) > 4, "an iris's edge points are apart"
+        assert np.linalg.norm(iris[0] - centre) > 0.2, "the iris is the model's, not the contour's centre"

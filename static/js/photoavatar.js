@@ -14,19 +14,22 @@ const EYE_L = { key: "eye_l", outer: 33, inner: 133, top: 159, bottom: 145, iris
 const EYE_R = { key: "eye_r", outer: 263, inner: 362, top: 386, bottom: 374, iris: 473, irises: range(473, 478),
   upper: [466, 388, 387, 386, 385, 384, 398], lower: [249, 390, 373, 374, 380, 381, 382] };
 const BROW_L = [70, 63, 105, 66, 107], BROW_R = [300, 293, 334, 296, 336];
+const EYE_CONTOURS = [[EYE_L.outer, ...EYE_L.lower, EYE_L.inner, ...EYE_L.upper],
+  [EYE_R.outer, ...EYE_R.lower, EYE_R.inner, ...EYE_R.upper]];
 const NOSE = 1, FOREHEAD = 10, CHIN = 152, CHEEK_L = 234, CHEEK_R = 454;
 const LIP_TOP = 13, LIP_BOTTOM = 14, MOUTH_L = 61, MOUTH_R = 291;
-const CAL = { eye_closed: 0.12, eye_open: 0.32, gaze_x: 5.0, gaze_y: 8.0, brow_neutral: 0.075, brow_span: 0.03,
+const CAL = { eye_closed: 0.12, eye_open: 0.32, gaze_x: 5.0, gaze_y: 8.0, gaze_y_rest: 0.024, brow_neutral: 0.075, brow_span: 0.03,
   mouth_closed: 0.01, mouth_span: 0.12, wide_neutral: 0.4, wide_span: 0.2, smile_span: 0.06,
   jaw_neutral: 0.4, jaw_span: 0.15, pitch_bias: -0.15 };
 const BROW_AREA_L = [70, 63, 105, 66, 107, 46, 53, 52, 65, 55, 156];
 const BROW_AREA_R = [300, 293, 334, 296, 336, 276, 283, 282, 295, 285, 383];
 const LOWER_INNER_LIP = [95, 88, 178, 87, 14, 317, 402, 318, 324];
 const UPPER_INNER_LIP = [191, 80, 81, 82, 13, 312, 311, 310, 415];
+const LOWER_OUTER_LIP = [146, 91, 181, 84, 17, 314, 405, 321, 375];
 // avatars/render.py's inner mouth
 const MOUTH_RING = [78, ...UPPER_INNER_LIP, 308, ...[...LOWER_INNER_LIP].reverse()];
-const UPPER_TEETH = [78, ...UPPER_INNER_LIP, 308];
-const INSIDE = [40, 18, 24], TEETH = [236, 232, 222];
+const INSIDE = [40, 18, 24], TEETH = [226, 220, 206];
+const TEETH_PROFILE = [0.3, 0.65, 0.9, 1.0, 1.0, 1.0, 0.9, 0.65, 0.3];   // the teeth's height along the upper lip
 
 const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
 // How far past the capture's range the rig may be asked to go (avatars/rig.py REACH)
@@ -48,9 +51,9 @@ export class Rig {
   constructor(mesh) {
     if (mesh.version !== 1 || mesh.texture !== TEXTURE) throw new Error("an avatar mesh of another version");
     this.count = mesh.points.length;
-    this.calibration = mesh.calibration || {};
+    this.calibration = new Calibration(mesh.calibration);
     this.rest = Float64Array.from(mesh.points.flat());
-    this.triangles = Uint16Array.from(mesh.triangles.flat());
+    this.triangles = Uint16Array.from(openHoles(mesh.triangles).flat());
     this.work = new Float64Array(this.rest.length);
     const p = this.rest, x = (i) => p[3 * i], y = (i) => p[3 * i + 1];
     this.centre = [0, 1, 2].map((k) => (p[3 * CHEEK_L + k] + p[3 * CHEEK_R + k] + p[3 * FOREHEAD + k] + p[3 * CHIN + k]) / 4);
@@ -68,16 +71,48 @@ export class Rig {
       const across = clip(1 - Math.abs(x(i) - this.centre[0]) / (0.55 * this.faceW), 0, 1);
       this.jaw[i] = Math.sqrt(below) * across ** 0.7;
     }
-    for (const i of LOWER_INNER_LIP) this.jaw[i] = 1;
+    // The lower lip moves as one piece, column by column (rig.py): by each column's share of the gap in the
+    // middle, or, for closed lips in the photo, fully in the middle and less towards the corners.
+    const middle = LOWER_INNER_LIP.indexOf(LIP_BOTTOM);
+    const gaps = LOWER_INNER_LIP.map((i, k) => Math.max(y(i) - y(UPPER_INNER_LIP[k]), 0));
+    const mid = (x(MOUTH_L) + x(MOUTH_R)) / 2, half = Math.max(Math.abs(x(MOUTH_R) - x(MOUTH_L)) / 2, 1);
+    const taper = LOWER_INNER_LIP.map((i) => Math.sqrt(clip(1 - Math.abs(x(i) - mid) / half, 0, 1)));
+    const parted = Math.min(gaps[middle] / (0.03 * this.faceH), 1);
+    LOWER_INNER_LIP.forEach((i, k) => {
+      const share = clip(gaps[k] / Math.max(gaps[middle], 1e-3), 0, 1);
+      const column = k === middle ? 1
+        : Math.min(parted * share + (1 - parted) * taper[k] / Math.max(taper[middle], 1e-3), 1);
+      this.jaw[i] = this.jaw[LOWER_OUTER_LIP[k]] = column;
+    });
     for (const i of UPPER_INNER_LIP) this.jaw[i] = 0;
     this.chin = Float64Array.from(this.jaw);
-    for (const i of LOWER_INNER_LIP) this.chin[i] *= 0.3;
+    for (const i of [...LOWER_INNER_LIP, ...LOWER_OUTER_LIP]) this.chin[i] *= 0.3;
     const falloff = (ids, radius) => {
       const ax = mean(ids.map(x)), ay = mean(ids.map(y));
       return Float64Array.from(range(0, LANDMARKS), (i) => smoothstep(Math.hypot(x(i) - ax, y(i) - ay) / radius));
     };
     this.corner = { l: falloff([MOUTH_L], 0.22 * this.faceW), r: falloff([MOUTH_R], 0.22 * this.faceW) };
     this.brow = { l: falloff(BROW_AREA_L, 0.16 * this.faceW), r: falloff(BROW_AREA_R, 0.16 * this.faceW) };
+    // The skin of each upper lid (rig.py): the points above the lid's edge, fully at the edge, nothing 0.8 of the
+    // eye's width above it, between the eye's corners; a closing eye brings it down with the edge below it.
+    this.lid = {};
+    for (const eye of [EYE_L, EYE_R]) {
+      const width = dist(p, eye.outer, eye.inner), edge = [eye.outer, ...eye.upper, eye.inner];
+      const order = [...edge].sort((a, b) => x(a) - x(b));
+      const xs = order.map(x), ys = order.map(y), lo = Math.min(...xs), hi = Math.max(...xs);
+      const own = new Set([...eye.upper, ...eye.lower, ...eye.irises]);
+      this.lid[eye.key] = Float64Array.from(range(0, LANDMARKS), (i) => {
+        const edgeY = interp(x(i), xs, ys);
+        if (own.has(i) || y(i) >= edgeY || x(i) <= lo || x(i) >= hi) return 0;
+        return clip(1 - (edgeY - y(i)) / (0.8 * width), 0, 1);
+      });
+    }
+    // Each eyeball's part of the texture (render.py): the eye and some of the lids round it, as a rectangle
+    this.eyeRegions = EYE_CONTOURS.map((contour) => {
+      const cx = mean(contour.map(x)), cy = mean(contour.map(y));
+      const xs = contour.map((i) => cx + (x(i) - cx) * 1.6), ys = contour.map((i) => cy + (y(i) - cy) * 1.6);
+      return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+    });
     // The fixed points of the triangles a pose moves (those with a face point)
     this.nearBox = [Infinity, Infinity, -Infinity, -Infinity];
     for (const [t, i] of this.triangles.entries()) {
@@ -95,25 +130,53 @@ export class Rig {
 
   /** The mesh's points (N * 3: x, y, z, z larger farther) for `pose` (PoseData; missing fields: the photo's own). */
   deform3(pose, out = new Float32Array(this.rest.length)) {
-    const want = { ...this.restPose };
-    for (const [k, v] of Object.entries(pose)) if (v !== null && v !== undefined) want[k] = v;
-    // What reads back as the value wanted (the avatar's calibration against a face landmarker); a missing field
-    // is the photo's own
-    for (const [k, [inputs, read]] of Object.entries(this.calibration)) {
-      if (pose[k] !== null && pose[k] !== undefined) want[k] = interp(want[k], read, inputs);
-    }
+    const want = this._wanted(pose);
     const p = this.work;
     p.set(this.rest);
-    for (const eye of [EYE_L, EYE_R]) this._eye(p, eye, want[eye.key], want.gaze_x, want.gaze_y);
-    for (const [side, brow, eye] of [["l", BROW_L, EYE_L], ["r", BROW_R, EYE_R]]) {
+    for (const [side, brow, eye] of [["l", BROW_L, EYE_L], ["r", BROW_R, EYE_R]]) {   // brows first: over the open lid
       const now = (p[3 * eye.top + 1] - mean(brow.map((i) => p[3 * i + 1]))) / this.faceH;
       const target = CAL.brow_neutral + want[`brow_${side}`] * CAL.brow_span;
       moveY(p, -(target - now) * this.faceH, this.brow[side]);
     }
+    for (const eye of [EYE_L, EYE_R]) this._eye(p, eye, want[eye.key], want.gaze_x, want.gaze_y);
     this._mouth(p, want);
     this._head(p, want);
+    this._asSeen(p, want);
     out.set(p);
     return out;
+  }
+
+  /** rig.py's eyeballs: per eye, the affine map [a, b, c, d, e, f] (x' = a x + b y + c, y' = d x + e y + f)
+   *  from the texture to the frame of its eyeball, which turns with the head and is not squeezed by the lids. */
+  eyeballs(pose) {
+    const want = this._wanted(pose), head = this.work;
+    head.set(this.rest);
+    this._head(head, want);
+    return [EYE_L, EYE_R].map((eye) => {
+      const anchors = [eye.outer, eye.inner, eye.top];
+      const m = affine3(anchors.map((i) => [this.rest[3 * i], this.rest[3 * i + 1]]),
+        anchors.map((i) => [head[3 * i], head[3 * i + 1]]));
+      if (want[eye.key] >= 0.2) {
+        const width = Math.hypot(head[3 * eye.outer] - head[3 * eye.inner], head[3 * eye.outer + 1] - head[3 * eye.inner + 1]);
+        const contour = [...eye.upper, ...eye.lower];
+        const ox = this.rest[3 * eye.iris] - mean(contour.map((i) => this.rest[3 * i]));
+        const oy = this.rest[3 * eye.iris + 1] - mean(contour.map((i) => this.rest[3 * i + 1]));
+        m[2] += (want.gaze_x / CAL.gaze_x) * width - (m[0] * ox + m[1] * oy);
+        m[5] += -(want.gaze_y / CAL.gaze_y + CAL.gaze_y_rest) * width - (m[3] * ox + m[4] * oy);
+      }
+      return m;
+    });
+  }
+
+  /** Every field's value for `pose`: the photo's own where the pose has none, the calibrated input where a
+   *  calibrated field is given (what reads back as the value wanted). */
+  _wanted(pose) {
+    const want = { ...this.restPose };
+    for (const [k, v] of Object.entries(pose)) if (v !== null && v !== undefined) want[k] = v;
+    for (const k of Object.keys(this.calibration.fields)) {
+      if (pose[k] !== null && pose[k] !== undefined) want[k] = this.calibration.inputFor(k, want[k], want.yaw, want.pitch);
+    }
+    return want;
   }
 
   _eye(p, eye, openness, gazeX, gazeY) {
@@ -123,12 +186,17 @@ export class Rig {
     const target = (CAL.eye_closed + clip(openness, ...REACH.eye) * (CAL.eye_open - CAL.eye_closed)) * width;
     // Upper lid (and the iris with it) towards the lower lid; a closed eye is the lid's skin over it.
     const k = Math.max(target, 0.02 * width) / Math.max(gap, 1e-3);
+    const edge = [eye.outer, ...eye.upper, eye.inner].map((i, n, all) =>
+      [p[3 * i], n === 0 || n === all.length - 1 ? 0 : (bottom - p[3 * i + 1]) * (1 - k)]).sort((a, b) => a[0] - b[0]);
+    const xs = edge.map(([ex]) => ex), drops = edge.map(([, d]) => d), lid = this.lid[eye.key];
     for (const i of [...eye.upper, ...eye.irises]) p[3 * i + 1] = bottom + (p[3 * i + 1] - bottom) * k;
+    // the lid's skin above comes down with the edge below it (a lid, not a fold)
+    for (let i = 0; i < LANDMARKS; i++) if (lid[i] > 0) p[3 * i + 1] += interp(p[3 * i], xs, drops) * lid[i];
     const contour = [...eye.upper, ...eye.lower];
     const cx = mean(contour.map((i) => p[3 * i])), cy = mean(contour.map((i) => p[3 * i + 1]));
     const on = openness < 0.2 ? 0 : 1;
     const sx = (gazeX / CAL.gaze_x * width - (p[3 * eye.iris] - cx)) * on;
-    const sy = (-gazeY / CAL.gaze_y * width - (p[3 * eye.iris + 1] - cy)) * on;
+    const sy = (-(gazeY / CAL.gaze_y + CAL.gaze_y_rest) * width - (p[3 * eye.iris + 1] - cy)) * on;
     for (const i of eye.irises) { p[3 * i] += sx; p[3 * i + 1] += sy; }
   }
 
@@ -166,6 +234,92 @@ export class Rig {
       p[3 * i + 2] = c2 + z * scale;
     }
   }
+
+  /** rig.py's _as_seen: the lids' and the lips' gaps set again as a camera sees the turned face. */
+  _asSeen(p, want) {
+    const dx = p[3 * CHIN] - p[3 * FOREHEAD], dy = p[3 * CHIN + 1] - p[3 * FOREHEAD + 1];
+    const faceH = Math.hypot(dx, dy), ux = dx / Math.max(faceH, 1e-6), uy = dy / Math.max(faceH, 1e-6);
+    for (const eye of [EYE_L, EYE_R]) {
+      const width = dist(p, eye.outer, eye.inner);
+      const ratio = CAL.eye_closed + clip(want[eye.key], ...REACH.eye) * (CAL.eye_open - CAL.eye_closed);
+      const bx = p[3 * eye.bottom], by = p[3 * eye.bottom + 1];
+      const gx = bx - p[3 * eye.top], gy = by - p[3 * eye.top + 1];
+      const along = gx * ux + gy * uy, across = Math.hypot(gx - along * ux, gy - along * uy);
+      const target = Math.max(ratio, 0.02) * width;
+      if (along <= 1e-3 || target <= across) continue;
+      const k = Math.min(Math.sqrt(target * target - across * across) / along, 2);
+      for (const i of [...eye.upper, ...eye.irises]) {
+        const s = (bx - p[3 * i]) * ux + (by - p[3 * i + 1]) * uy;
+        p[3 * i] += s * (1 - k) * ux;
+        p[3 * i + 1] += s * (1 - k) * uy;
+      }
+    }
+    const gx = p[3 * LIP_BOTTOM] - p[3 * LIP_TOP], gy = p[3 * LIP_BOTTOM + 1] - p[3 * LIP_TOP + 1];
+    const target = (CAL.mouth_closed + clip(want.mouth_open, ...REACH.mouth_open) * CAL.mouth_span) * faceH;
+    const along = gx * ux + gy * uy, sx = gx - along * ux, sy = gy - along * uy, across = Math.hypot(sx, sy);
+    const [newAlong, keep] = target > across ? [Math.sqrt(target * target - across * across), 1]
+      : [Math.min(target, 0), Math.max(target, 0) / Math.max(across, 1e-6)];
+    const mx = (newAlong - along) * ux + (keep - 1) * sx, my = (newAlong - along) * uy + (keep - 1) * sy;
+    for (let i = 0; i < LANDMARKS; i++) {
+      p[3 * i] += mx * this.jaw[i];
+      p[3 * i + 1] += my * this.jaw[i];
+    }
+  }
+}
+
+/** The three points' affine map [a, b, c, d, e, f] from `src` to `dst` ([[x, y] x 3]). */
+function affine3(src, dst) {
+  const [[x0, y0], [x1, y1], [x2, y2]] = src;
+  const det = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0) || 1e-9;
+  const row = (k) => {
+    const [v0, v1, v2] = dst.map((d) => d[k]);
+    const a = ((v1 - v0) * (y2 - y0) - (v2 - v0) * (y1 - y0)) / det;
+    const b = ((x1 - x0) * (v2 - v0) - (x2 - x0) * (v1 - v0)) / det;
+    return [a, b, v0 - a * x0 - b * y0];
+  };
+  return [...row(0), ...row(1)];
+}
+
+/** face.py's open_holes: the triangles without those inside the inner lips or an eye's contour (their openings
+ *  show the layer behind: the inner mouth, the eyeballs), also for meshes made before the eyes were opened. */
+function openHoles(triangles) {
+  const holes = [new Set(MOUTH_RING), ...EYE_CONTOURS.map((c, k) => new Set([...c, ...range(468 + 5 * k, 473 + 5 * k)]))];
+  return triangles.filter((tri) => !holes.some((hole) => tri.every((i) => hole.has(i))));
+}
+
+/** rig.py's Calibration: per head turn (a grid over yaw and pitch), the inputs and what a landmarker read. */
+class Calibration {
+  constructor(data) {
+    let d = data || {};
+    if (!d.fields) {
+      d = { yaw: [0], pitch: [0], fields: Object.fromEntries(Object.entries(d).map(([k, [inputs, read]]) =>
+        [k, { inputs, read: [[read]] }])) };
+    }
+    this.yaw = d.yaw;
+    this.pitch = d.pitch;
+    this.fields = d.fields;
+  }
+
+  inputFor(key, value, yaw, pitch) {
+    const { inputs, read } = this.fields[key];
+    let out = 0;
+    for (const [i, wi] of cell(this.yaw, yaw)) {
+      for (const [j, wj] of cell(this.pitch, pitch)) {
+        if (wi * wj > 0) out += wi * wj * interp(value, read[i][j], inputs);
+      }
+    }
+    return out;
+  }
+}
+
+/** The grid's two entries around `v` with their linear weights (one at or beyond an edge). */
+function cell(grid, v) {
+  if (grid.length === 1 || v <= grid[0]) return [[0, 1]];
+  if (v >= grid[grid.length - 1]) return [[grid.length - 1, 1]];
+  let k = 0;
+  while (grid[k + 1] < v) k += 1;
+  const t = (v - grid[k]) / (grid[k + 1] - grid[k]);
+  return [[k, 1 - t], [k + 1, t]];
 }
 
 function grow(box, x, y) {
@@ -315,7 +469,7 @@ class SharedRenderer {
     const shown = Math.round(tile.clientWidth * (window.devicePixelRatio || 1));
     const width = shown > 0 ? Math.min(shown, tile.width) : tile.width;
     const height = Math.round((width * tile.height) / tile.width);
-    const points = photo.rig.deform3(pose);
+    const points = photo.rig.deform3(pose), eyes = photo.rig.eyeballs(pose);
     const whole = { owner, photo, width, height, tileWidth: tile.width, tileHeight: tile.height };
     const last = this.drawn.get(ctx);
     let box = [0, 0, width, height];    // the part to draw, in the tile's part of the shared canvas
@@ -324,7 +478,7 @@ class SharedRenderer {
       box = [Math.max(Math.floor((x0 + 0.5) * kx) - 2, 0), Math.max(Math.floor((y0 + 0.5) * ky) - 2, 0),
         Math.min(Math.ceil((x1 + 0.5) * kx) + 2, width), Math.min(Math.ceil((y1 + 0.5) * ky) + 2, height)];
     }
-    this.queue.push({ photo, points, ctx, width, height, box, whole, x: 0, y: 0 });
+    this.queue.push({ photo, points, eyes, ctx, width, height, box, whole, x: 0, y: 0 });
     if (this.queue.length === 1) queueMicrotask(() => this._flush());
     return true;
   }
@@ -358,7 +512,7 @@ class SharedRenderer {
     }
   }
 
-  _render({ photo, points, x, y, width, height, box: [x0, y0, x1, y1] }) {
+  _render({ photo, points, eyes, x, y, width, height, box: [x0, y0, x1, y1] }) {
     const gl = this.gl, up = this._upload(photo), bottom = this.canvas.height - y - height;
     const [w, h] = [width + 2 * PAD, height + 2 * PAD];
     gl.viewport(x - PAD, bottom - PAD, w, h);
@@ -368,7 +522,7 @@ class SharedRenderer {
     gl.uniform2f(this.origin, (2 * PAD) / w - 1, (2 * PAD) / h - 1);
     gl.uniform2f(this.scale, (2 * width) / (TEXTURE * w), (2 * height) / (TEXTURE * h));
     gl.bindTexture(gl.TEXTURE_2D, up.texture);
-    this._innerMouth(points);
+    this._innerMouth(points, eyes.map((m, k) => [m, photo.rig.eyeRegions[k]]));
     gl.enable(gl.DEPTH_TEST);
     gl.uniform4f(this.color, 0, 0, 0, 0);
     gl.bindBuffer(gl.ARRAY_BUFFER, up.points);
@@ -382,10 +536,11 @@ class SharedRenderer {
     gl.disable(gl.DEPTH_TEST);
   }
 
-  /** render.py's layer behind the face: the texture, a dark mouth inside the inner lips, the upper teeth. The
-   *  mesh's outer border is fixed, so it covers everything but the mouth's opening and the frame round the
-   *  texture: the texture goes only there (stretched outward from its edge in the frame). */
-  _innerMouth(points) {
+  /** render.py's layer behind the face: the texture, the eyeballs, a dark mouth inside the inner lips, the upper
+   *  teeth. The mesh's outer border is fixed, so it covers everything but the mouth's and the eyes' openings and
+   *  the frame round the texture: the texture goes only there (stretched outward from its edge in the frame),
+   *  each eyeball's part of it mapped where its eye is (`eyes`: [affine map, texture rectangle] per eye). */
+  _innerMouth(points, eyes) {
     const gl = this.gl, at = (i) => [points[3 * i], points[3 * i + 1]];
     const ring = MOUTH_RING.map(at), xs = ring.map(([x]) => x), ys = ring.map(([, y]) => y);
     const [lo, hi, out] = [-0.5, TEXTURE - 0.5, TEXTURE / 8];
@@ -394,6 +549,9 @@ class SharedRenderer {
       [Math.min(...xs) - 1, Math.min(...ys) - 1, Math.max(...xs) + 1, Math.max(...ys) + 1]];
     const corners = ([x0, y0, x1, y1]) => [[x0, y0], [x1, y0], [x0, y1], [x0, y1], [x1, y0], [x1, y1]];
     const data = rects.flatMap(corners).flatMap(([x, y]) => [x, y, 0, (x + 0.5) / TEXTURE, (y + 0.5) / TEXTURE]);
+    for (const [[a, b, c, d, e, f], rect] of eyes) {
+      for (const [x, y] of corners(rect)) data.push(a * x + b * y + c, d * x + e * y + f, 0, (x + 0.5) / TEXTURE, (y + 0.5) / TEXTURE);
+    }
     gl.enableVertexAttribArray(this.pos);
     gl.bindBuffer(gl.ARRAY_BUFFER, this.holes);
     gl.bufferData(gl.ARRAY_BUFFER, new Float32Array(data), gl.STREAM_DRAW);
@@ -406,8 +564,9 @@ class SharedRenderer {
     this._fill(ring, INSIDE);
     const gap = Math.hypot(points[3 * LIP_BOTTOM] - points[3 * LIP_TOP], points[3 * LIP_BOTTOM + 1] - points[3 * LIP_TOP + 1]);
     if (gap > 2) {
-      const upper = UPPER_TEETH.map(at), down = Math.min(gap * 0.45, 0.05 * TEXTURE);
-      this._fill([...upper, ...[...upper].reverse().map(([x, y]) => [x, y + down])], TEETH);
+      // short of the corners, where the lips meet
+      const upper = UPPER_INNER_LIP.map(at), down = Math.min(gap * 0.4, 0.03 * TEXTURE);
+      this._fill([...upper, ...upper.map(([x, y], k) => [x, y + down * TEETH_PROFILE[k]]).reverse()], TEETH);
     }
   }
 

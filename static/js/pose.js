@@ -26,6 +26,7 @@ const CAL = {
   faceWidthRef: 0.3,                          // cheek-to-cheek distance / shorter image side, at z = 0
   eyeClosed: 0.12, eyeOpen: 0.32,             // lid gap / eye width
   gazeXGain: 5, gazeYGain: 8,                 // iris offset from the eye's centre / eye width
+  gazeYRest: 0.024,                           // looking ahead, the iris sits this far above the contour's centre
   browNeutral: 0.075, browSpan: 0.03,         // brow-to-lid distance / face height
   mouthClosedGap: 0.01, mouthOpenSpan: 0.12,  // inner-lip gap / face height
   mouthWideNeutral: 0.4, mouthWideSpan: 0.2,  // corner distance / face width; neutral maps to 0.5
@@ -106,7 +107,7 @@ export function landmarksToPose(landmarks, width, height) {
 }
 
 // Openness from the lid gap; gaze from the iris centre's offset from the centre of the eye's contour.
-// (With the landmark model built by scripts/build_assets.py the iris point is that centre, so gaze stays 0.)
+// (The landmark model is mediapipe's face mesh with attention, its irises refined: scripts/build_assets.py.)
 function eyeMetrics(F, eye) {
   const width = dist(F(eye.outer), F(eye.inner));
   const open = clamp01((dist(F(eye.top), F(eye.bottom)) / width - CAL.eyeClosed) / (CAL.eyeOpen - CAL.eyeClosed));
@@ -114,7 +115,7 @@ function eyeMetrics(F, eye) {
   const cx = points.reduce((s, p) => s + p[0], 0) / points.length;
   const cy = points.reduce((s, p) => s + p[1], 0) / points.length;
   const iris = F(eye.iris);
-  return { open, gx: ((iris[0] - cx) / width) * CAL.gazeXGain, gy: ((cy - iris[1]) / width) * CAL.gazeYGain };
+  return { open, gx: ((iris[0] - cx) / width) * CAL.gazeXGain, gy: ((cy - iris[1]) / width - CAL.gazeYRest) * CAL.gazeYGain };
 }
 
 /** Smooths a stream of poses (exponential, per field) to take the jitter out of the landmarks. */
