@@ -23,7 +23,6 @@ import numpy as np
 
 from bench.server import GunicornServer
 
-WEBGL_ARGS = ("--enable-unsafe-swiftshader",)    # headless Chromium's software WebGL (SwiftShader)
 GRID = {"yaw": (-0.35, 0.0, 0.35), "pitch": (-0.2, 0.0, 0.2), "mouth_open": (0.0, 0.5),
         "eye": (0.3, 1.0), "smile": (0.0, 0.7)}
 
@@ -160,7 +159,7 @@ def mp4_figures(text: str) -> dict:
 
 
 def browser_figures(server: GunicornServer, fps_seconds: float) -> dict:
-    from tests.browser_util import chromium
+    from tests.browser_util import WEBGL_ARGS, chromium
     with chromium(extra_args=WEBGL_ARGS) as page:
         page.set_script_timeout(600)
         page.get(server.url + "/")

@@ -23,6 +23,9 @@ BASE_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-s
              # two browsers on one machine: neither may throttle its timers while the other has "focus"
              "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
              "--disable-backgrounding-occluded-windows")
+# Headless Chromium here has no GPU: WebGL is ANGLE on SwiftShader (Vulkan). This Chromium still falls back to it
+# under --disable-gpu by itself; newer ones want the flag, which is harmless where it is not needed.
+WEBGL_ARGS = ("--enable-unsafe-swiftshader",)
 
 
 @contextlib.contextmanager

@@ -19,14 +19,11 @@ import pytest
 from avatars.face import TEXTURE, FaceMesh
 from avatars.render import MOUTH_RING, Renderer
 from avatars.rig import BROW_L, BROW_R, EYE_L, EYE_R, MOUTH_L, MOUTH_R, Rig
-from tests.browser_util import browser_log, chromium, wait_for
+from tests.browser_util import WEBGL_ARGS, browser_log, chromium, wait_for
 from tests.photo_page import ROOT, build_astronaut, serve
 
 pytestmark = pytest.mark.slow
 
-# Headless Chromium here has no GPU: WebGL is ANGLE on SwiftShader (Vulkan). This Chromium still falls back to it
-# under --disable-gpu by itself; newer ones want the flag, which is harmless where it is not needed.
-WEBGL_ARGS = ("--enable-unsafe-swiftshader",)
 # Each over a relaxed mouth (mouth_wide 0.5, as the capture reads one; the protocol's neutral 0 is pursed)
 FRAMES = {name: {"mouth_wide": 0.5, **fields} for name, fields in {
     "rest": {}, "turned": {"yaw": -0.35}, "mouth_open": {"mouth_open": 0.8, "jaw_open": 0.6},
