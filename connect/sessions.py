@@ -231,7 +231,7 @@ def _answer(session: Session, **turn) -> dict:
         future.cancel()
         raise ReplyTimeout(f"the reply took over {REPLY_TIMEOUT:g} s") from None
     answer = {"success": True, "session_id": session.id, "text": done.text, **urls(session.id, done.media)}
-    return answer | ({"transcript": done.transcript} if done.transcript is not None else {})
+    return answer | ({"transcript": done.transcript} if done.transcript is not None else {}) | {"timing": done.timing}
 
 
 def urls(session_id: str, media: bool) -> dict:
@@ -295,17 +295,20 @@ def delete(session_id: str):
 
 @bp.post("/<session_id>/text")
 def text(session_id: str):
+    received = time.monotonic()
     session, settings = _manager().get(session_id), _services().config
     body = _json(settings.SESSION_MAX_TEXT_CHARS * 12 + 4096)    # room for \u escapes, not for a novel
     words, streaming = parse_text(body.get("text"), settings), parse_streaming(body.get("streaming"))
-    return jsonify(_answer(session, text=words, streaming=streaming))
+    return jsonify(_answer(session, text=words, streaming=streaming, received=received))
 
 
 @bp.post("/<session_id>/audio")
 def audio(session_id: str):
+    received = time.monotonic()
     session, settings = _manager().get(session_id), _services().config
     body = _json(audio_body_limit(settings))
-    return jsonify(_answer(session, pcm16k=parse_audio(body.get("audio_data"), body.get("format"), settings)))
+    pcm16k = parse_audio(body.get("audio_data"), body.get("format"), settings)
+    return jsonify(_answer(session, pcm16k=pcm16k, received=received))
 
 
 @bp.get("/<session_id>/<any(audio, video):kind>/latest")
@@ -464,7 +467,7 @@ class SessionSocket:
                     self.error("bad_message", "binary messages are not part of this protocol: send JSON text")
 
     def on_message(self, payload: bytes) -> None:
-        s = self.settings
+        s, received = self.settings, time.monotonic()
         self.session.touch()
         try:
             try:
@@ -475,9 +478,10 @@ class SessionSocket:
                 raise BadMessage("bad_message", 'a message is a JSON object with a "type"')
             kind = msg["type"]
             if kind == "text":
-                self.start(text=parse_text(msg.get("text"), s), streaming=parse_streaming(msg.get("streaming")))
+                self.start(text=parse_text(msg.get("text"), s), streaming=parse_streaming(msg.get("streaming")),
+                           received=received)
             elif kind == "audio":
-                self.start(pcm16k=parse_audio(msg.get("data"), msg.get("format"), s))
+                self.start(pcm16k=parse_audio(msg.get("data"), msg.get("format"), s), received=received)
             elif kind == "interrupt":
                 if self.future is not None:
                     self.future.cancel()
@@ -496,7 +500,7 @@ class SessionSocket:
         """A turn's events as messages (on the host loop: never blocks)."""
         if isinstance(event, VideoChunk):
             meta = {"type": "video_chunk_meta", "data": {"text": event.text, "size": len(event.mp4),
-                                                         "duration": round(event.seconds, 3)}}
+                                                         "duration": round(event.seconds, 3), "timing": event.timing}}
             sent = self.outbox.put(json.dumps(meta, ensure_ascii=False), event.mp4)
         elif isinstance(event, TextChunk):
             sent = self.send("text_chunk", {"chunk": event.text})
@@ -504,7 +508,8 @@ class SessionSocket:
             sent = self.send("transcript", {"text": event.text})
         elif isinstance(event, Done):
             extra = {"transcript": event.transcript} if event.transcript is not None else {}
-            sent = self.send("stream_complete", {"full_text": event.text, **urls(self.session.id, event.media), **extra})
+            sent = self.send("stream_complete", {"full_text": event.text, **urls(self.session.id, event.media), **extra,
+                                                 "timing": event.timing})
         elif isinstance(event, Interrupted):
             sent = self.send("interrupted")
         else:

@@ -1,9 +1,10 @@
 """The speaking chain: LLM → sentences → TTS → lip-sync → a sink, one reply at a time.
 
-The stages are HostSpeech's (each an async `process` from frames to frames; a stage's failure is an
-`ErrorFrame`, which ends the reply and is returned to whoever asked). What this adds is the one policy for
-replies that every user of the chain shares: a new reply, or `interrupt()`, cancels the reply that is running
-and stops the sink's voice at once. A room's AI host speaks into `HostVoice` (Opus to the room); a one-to-one
+The stages are HostSpeech's (`answer` and `say` run them: each an async `process` from frames to frames; a
+stage's failure is an `ErrorFrame`, which ends the reply and is returned to whoever asked). What this adds is
+the one policy for replies that every user of the chain shares: a reply is a coroutine speaking into the
+chain's sink through HostSpeech, and a new one, or `interrupt()`, cancels the one running and stops the
+sink's voice at once. A room's AI host speaks into `HostVoice` (Opus to the room); a one-to-one
 session into a sink that renders each sentence as an MP4 clip. A sink is anything with HostVoice's
 `say(audio, track)`, `end_utterance()`, `interrupt()` and `first_packet_at`.
 """
@@ -12,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Protocol
 
+from meeting.errors import MeetingError
 from pipeline.frames import ErrorFrame, MouthTrack, SpeechAudio
 from pipeline.speech import HostSpeech, TurnTimes
 
@@ -40,18 +42,19 @@ class SpeakingChain:
 
     @property
     def busy(self) -> bool:
-        """A reply is being written or said."""
+        """A reply is running (written, or still being handed to the sink; a voice may go on playing a reply
+        that has finished)."""
         return self._reply is not None and not self._reply.done()
 
-    def reply(self, messages: list[dict], turn: TurnTimes, keep: Callable[[str], bool] | None = None,
-              then: Callable[[str | ErrorFrame], Any] | None = None) -> asyncio.Task:
-        """Answer `messages` (the LLM's reply, said sentence by sentence as it is written); `then` gets the
-        text said, or the ErrorFrame of the stage that failed."""
-        return self.run(self._then(self.speech.answer(messages, self.sink, turn, keep), then))
+    async def answer(self, messages: list[dict], turn: TurnTimes, keep: Callable[[str], bool] | None = None
+                     ) -> str | ErrorFrame:
+        """The LLM's answer to `messages`, said sentence by sentence into the sink as it is written (part of a
+        reply: await it inside the coroutine given to `run`)."""
+        return await self.speech.answer(messages, self.sink, turn, keep)
 
-    def say(self, text: str, turn: TurnTimes | None = None) -> asyncio.Task:
-        """Say a text that is already whole."""
-        return self.run(self.speech.say(text, self.sink, turn))
+    async def say(self, text: str, turn: TurnTimes | None = None) -> None:
+        """A text that is already whole, said into the sink."""
+        await self.speech.say(text, self.sink, turn)
 
     def run(self, reply: Coroutine) -> asyncio.Task:
         """Make `reply` (a coroutine that speaks into this chain's sink) the one running. A reply still running is
@@ -72,16 +75,13 @@ class SpeakingChain:
         self._reply = None
         return self.sink.interrupt() or running
 
-    @staticmethod
-    async def _then(reply: Coroutine, then: Callable[[str | ErrorFrame], Any] | None):
-        result = await reply
-        if then is not None:
-            outcome = then(result)
-            if asyncio.iscoroutine(outcome):
-                await outcome
-        return result
-
 
 def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("a reply failed", exc_info=task.exception())
+    """A reply's failure its owner did not handle (a refusal it reported, a MeetingError, is not one)."""
+    if task.cancelled() or task.exception() is None:
+        return
+    err = task.exception()
+    if isinstance(err, MeetingError):
+        log.info("a reply ended: %s", err.message)
+    else:
+        log.error("a reply failed", exc_info=err)

@@ -210,8 +210,7 @@ class AIHost:
         else:
             about = facts.about_meeting(request.text, state)
             keep = facts.Grounding(state) if about else None
-            reply = await self.speech.answer(self._messages(request, state if about else None), self.chain.sink, turn,
-                                             keep)
+            reply = await self.chain.answer(self._messages(request, state if about else None), turn, keep)
         if isinstance(reply, ErrorFrame):
             self.failures += 1
             self._post(reply.message)
@@ -244,7 +243,7 @@ class AIHost:
 
     async def _say_text(self, text: str, turn: TurnTimes | None = None) -> str:
         self._post(text)                                       # known in full: shown as it starts to be said
-        await self.speech.say(text, self.chain.sink, turn)
+        await self.chain.say(text, turn)
         return ""
 
     def _post(self, text: str) -> None:

@@ -87,6 +87,7 @@ class VideoChunk:
     text: str
     mp4: bytes
     seconds: float
+    timing: dict = field(default_factory=dict)          # chunk_timing()
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Done:
     text: str
     transcript: str | None
     media: bool                              # audio/latest and video/latest hold this reply
+    timing: dict = field(default_factory=dict)          # turn_timing()
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,32 @@ def whole_frames(audio: SpeechAudio) -> np.ndarray:
     return padded
 
 
+def _after(start: float, t: float | None) -> float | None:
+    """Milliseconds from `start` to `t` (time.monotonic()); None for a stage that did not happen."""
+    return None if t is None else round((t - start) * 1000, 1)
+
+
+def chunk_timing(times: TurnTimes, tts_start: float, render_start: float, sent: float) -> dict:
+    """A video chunk's `timing` (docs/SESSIONS.md): milliseconds from the turn's message to the LLM's first token,
+    its first sentence and this chunk's sending; how long this chunk's speech (TTS and lip-sync) and its picture
+    (drawing and encoding, with any wait for a render thread) took."""
+    return {"llm_first_token_ms": _after(times.heard, times.llm_first_token),
+            "first_sentence_ms": _after(times.heard, times.first_sentence),
+            "tts_ms": _after(tts_start, render_start), "render_ms": _after(render_start, sent),
+            "sent_ms": _after(times.heard, sent)}
+
+
+def turn_timing(times: TurnTimes, chunks: list[dict], done: float) -> dict:
+    """The whole turn's `timing`: the LLM's stages, the first chunk's sending, the chunks' TTS and rendering summed,
+    the transcript's (audio turns) and when the reply was done (its whole WAV and MP4 written)."""
+    return {"asr_ms": _after(times.heard, times.asr_done),
+            "llm_first_token_ms": _after(times.heard, times.llm_first_token),
+            "first_sentence_ms": _after(times.heard, times.first_sentence),
+            "first_chunk_ms": chunks[0]["sent_ms"] if chunks else None, "chunks": len(chunks),
+            "tts_ms": round(sum(c["tts_ms"] for c in chunks), 1),
+            "render_ms": round(sum(c["render_ms"] for c in chunks), 1), "done_ms": _after(times.heard, done)}
+
+
 class _Tee:
     """The session's LLM (a pipeline.llm ChatBackend) handing each delta to `on_text` as the model writes it."""
 
@@ -161,6 +189,22 @@ class _Tee:
         async for text in self.llm.stream(messages, cancel, max_tokens):
             self.on_text(text)
             yield text
+
+
+class _Timed:
+    """The session's voice (a pipeline.tts engine) noting when it starts on a sentence (HostSpeech speaks them one
+    after another), so a chunk can say how long its speech took."""
+
+    def __init__(self, tts):
+        self.tts, self.started = tts, time.monotonic()
+
+    def __getattr__(self, name: str):
+        return getattr(self.tts, name)
+
+    async def process(self, sentence):
+        self.started = time.monotonic()
+        async for frame in self.tts.process(sentence):
+            yield frame
 
 
 class _Chunks:
@@ -192,8 +236,10 @@ class _Chunks:
 class _Turn:
     emit: Callable[[object], None]
     directory: pathlib.Path
+    times: TurnTimes                                    # `heard`: when its message arrived
     cancel: threading.Event = field(default_factory=threading.Event)
     pieces: list = field(default_factory=list)          # (Utterance, chunk path)
+    timings: list = field(default_factory=list)         # each chunk's chunk_timing()
 
 
 class _Sink:
@@ -209,11 +255,14 @@ class _Sink:
         self.turn, self.first_packet_at = turn, None
 
     async def say(self, audio: SpeechAudio, track: MouthTrack) -> None:
-        piece = await self.session.run(self.session.render, audio, track, self.turn)
+        turn, spoken = self.turn, time.monotonic()
+        piece = await self.session.run(self.session.render, audio, track, turn)
         if piece is not None:
             utterance, mp4 = piece
-            self.first_packet_at = self.first_packet_at or time.monotonic()
-            self.turn.emit(VideoChunk(utterance.text, mp4, utterance.frames / FPS))
+            sent = time.monotonic()
+            self.first_packet_at = self.first_packet_at or sent
+            turn.timings.append(chunk_timing(turn.times, self.session.speech.tts.started, spoken, sent))
+            turn.emit(VideoChunk(utterance.text, mp4, utterance.frames / FPS, turn.timings[-1]))
 
     async def end_utterance(self) -> None:
         pass
@@ -264,7 +313,7 @@ class Session:
             raise ModelUnavailable("llm_unavailable", f"The language model failed to load ({type(exc).__name__}: "
                                    f"{exc}).") from None
         try:
-            self.speech.tts = make_tts(self.options.tts_settings or s, self.options.language, reg)
+            self.speech.tts = _Timed(make_tts(self.options.tts_settings or s, self.options.language, reg))
             self.speech.lipsync = make_lipsync(s, reg, fps=FPS)
         except Exception as exc:
             raise ModelUnavailable("voice_unavailable", f"The voice failed to load ({type(exc).__name__}: "
@@ -275,11 +324,13 @@ class Session:
         return await asyncio.get_running_loop().run_in_executor(self.manager.pool, fn, *args)
 
     async def turn(self, emit: Callable[[object], None], text: str | None = None, pcm16k: np.ndarray | None = None,
-                   streaming: bool = True) -> Done:
+                   streaming: bool = True, received: float | None = None) -> Done:
         """Answer `text` (or the speech in `pcm16k`), telling `emit` as it goes. Run it as the chain's reply
-        (SessionManager.submit): a turn still running is interrupted first, so the queue is one deep."""
+        (SessionManager.submit): a turn still running is interrupted first, so the queue is one deep. `received`:
+        when its message arrived (time.monotonic()), where its timing starts."""
         self.turns += 1
-        turn = self._turn = _Turn(emit, self.directory / f"turn-{self.turns}")
+        times = TurnTimes("session", received or time.monotonic())
+        turn = self._turn = _Turn(emit, self.directory / f"turn-{self.turns}", times)
         self.sink.begin(turn)
         self.touch()
         try:
@@ -287,6 +338,7 @@ class Session:
                 await asyncio.to_thread(self.load)
             if pcm16k is not None:
                 text = await self.run(self._transcribe, pcm16k)
+                times.asr_done = time.monotonic()
                 emit(Heard(text))
             done = await self._reply(turn, text, streaming, pcm16k is not None)
             emit(done)
@@ -312,7 +364,7 @@ class Session:
         self.speech.llm = _Tee(self.llm, chunks.feed)
         turn.directory.mkdir()
         messages = self.manager.prompt(text, self.history, self.options.language)
-        answer = await self.speech.answer(messages, self.sink, TurnTimes("session", time.monotonic()))
+        answer = await self.chain.answer(messages, turn.times)
         if isinstance(answer, ErrorFrame):
             raise ModelUnavailable("llm_unavailable", answer.message)
         reply = chunks.flush()
@@ -322,7 +374,7 @@ class Session:
         self.history = (self.history + [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
                         )[-keep:] if keep else []
         self.manager.over_budget(self)
-        return Done(reply, text if heard else None, media)
+        return Done(reply, text if heard else None, media, turn_timing(turn.times, turn.timings, time.monotonic()))
 
     def _transcribe(self, pcm16k: np.ndarray) -> str:
         if len(pcm16k) < MIN_SPEECH * SR:

@@ -7,6 +7,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -59,13 +60,13 @@ class LiveServer:
                    AVATAR_GUNICORN_THREADS="200", AVATAR_LOG_LEVEL="warning",
                    AVATAR_JOIN_TIMEOUT="2", AVATAR_HOST_ENABLED="0")   # tests of the AI host turn it on
         env.update({f"AVATAR_{k}": str(v) for k, v in overrides.items()})
-        self.log = open(ROOT / f".pytest-server-{self.port}.log", "wb")
+        self.log = open(pathlib.Path(tempfile.gettempdir()) / f"avatar-test-server-{self.port}.log", "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "run:create_app()"],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(ROOT / self.log.name).read_text()[-2000:]}")
+                raise RuntimeError(f"server exited: {pathlib.Path(self.log.name).read_text()[-2000:]}")
             try:
                 urllib.request.urlopen(self.url + "/health", timeout=1).read()
                 return
@@ -85,7 +86,7 @@ class LiveServer:
 
     def log_text(self) -> str:
         self.log.flush()
-        return (ROOT / self.log.name).read_text(errors="replace")
+        return pathlib.Path(self.log.name).read_text(errors="replace")
 
     def stop(self) -> None:
         self.proc.terminate()
