@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import pathlib
@@ -130,6 +131,7 @@ def create_app(config: dict | None = None) -> Flask:
     sessions.init_app(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
+    app.after_request(_read_refused_body)
     return app
 
 
@@ -138,6 +140,17 @@ def _http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify(success=False, error=code, message=exc.description), exc.code
     return exc
+
+
+def _read_refused_body(response):
+    """A 413 from any route: the rest of the body is read (up to 64 MB) before the answer goes out, else a client
+    still sending gets its connection reset instead of the JSON that says why."""
+    if response.status_code == 413:
+        body, left = request.environ.get("wsgi.input"), min(request.content_length or (64 << 20), 64 << 20)
+        with contextlib.suppress(OSError, ValueError):
+            while left > 0 and body is not None and (chunk := body.read(min(left, 1 << 16))):
+                left -= len(chunk)
+    return response
 
 
 def _unexpected_error(exc: Exception):

@@ -46,11 +46,11 @@ class SpeakingChain:
         that has finished)."""
         return self._reply is not None and not self._reply.done()
 
-    async def answer(self, messages: list[dict], turn: TurnTimes, keep: Callable[[str], bool] | None = None
-                     ) -> str | ErrorFrame:
+    async def answer(self, messages: list[dict], turn: TurnTimes, keep: Callable[[str], bool] | None = None,
+                     on_text: Callable[[str], None] | None = None) -> str | ErrorFrame:
         """The LLM's answer to `messages`, said sentence by sentence into the sink as it is written (part of a
-        reply: await it inside the coroutine given to `run`)."""
-        return await self.speech.answer(messages, self.sink, turn, keep)
+        reply: await it inside the coroutine given to `run`); `on_text` gets the text as it is written."""
+        return await self.speech.answer(messages, self.sink, turn, keep, on_text)
 
     async def say(self, text: str, turn: TurnTimes | None = None) -> None:
         """A text that is already whole, said into the sink."""

@@ -37,7 +37,7 @@ from pipeline.frames import ErrorFrame, MouthTrack, SpeechAudio
 from pipeline.lipsync import make_lipsync
 from pipeline.llm import make_llm
 from pipeline.runtime import HostRuntime
-from pipeline.speech import HostSpeech, TurnTimes, _NamePrefix
+from pipeline.speech import HostSpeech, TurnTimes
 from pipeline.tts import make_tts
 
 log = logging.getLogger(__name__)
@@ -176,21 +176,6 @@ def turn_timing(times: TurnTimes, chunks: list[dict], done: float) -> dict:
             "render_ms": round(sum(c["render_ms"] for c in chunks), 1), "done_ms": _after(times.heard, done)}
 
 
-class _Tee:
-    """The session's LLM (a pipeline.llm ChatBackend) handing each delta to `on_text` as the model writes it."""
-
-    def __init__(self, llm, on_text: Callable[[str], None]):
-        self.llm, self.on_text = llm, on_text
-
-    def describe(self) -> str:
-        return self.llm.describe()
-
-    async def stream(self, messages, cancel, max_tokens=None):
-        async for text in self.llm.stream(messages, cancel, max_tokens):
-            self.on_text(text)
-            yield text
-
-
 class _Timed:
     """The session's voice (a pipeline.tts engine) noting when it starts on a sentence (HostSpeech speaks them one
     after another), so a chunk can say how long its speech took."""
@@ -208,20 +193,16 @@ class _Timed:
 
 
 class _Chunks:
-    """The reply's text as HostSpeech.answer keeps it ("Name:" dropped), without the spaces at either end, so the
+    """The reply's text as HostSpeech.answer writes it (its `on_text`), without the spaces at either end, so the
     chunks sent, joined, are exactly the reply's text."""
 
     def __init__(self, emit: Callable[[object], None] | None):
-        self.emit, self.names, self.parts, self.held = emit, _NamePrefix(), [], ""
+        self.emit, self.parts, self.held = emit, [], ""
 
-    def feed(self, delta: str) -> None:
-        self._out(self.names.feed(delta))
-
-    def flush(self) -> str:
-        self._out(self.names.flush())
+    def text(self) -> str:
         return "".join(self.parts)
 
-    def _out(self, text: str) -> None:
+    def feed(self, text: str) -> None:
         text = self.held + text
         text = text if self.parts else text.lstrip()
         body = text.rstrip()
@@ -308,7 +289,7 @@ class Session:
         """The LLM, voice and lip-sync (once per process, through the runtime's registry; blocking)."""
         s, reg = self.settings, self.runtime.models
         try:
-            self.llm = make_llm(s, reg)
+            self.llm = self.speech.llm = make_llm(s, reg)
         except Exception as exc:
             raise ModelUnavailable("llm_unavailable", f"The language model failed to load ({type(exc).__name__}: "
                                    f"{exc}).") from None
@@ -361,13 +342,12 @@ class Session:
 
     async def _reply(self, turn: _Turn, text: str, streaming: bool, heard: bool) -> Done:
         chunks = _Chunks(turn.emit if streaming else None)
-        self.speech.llm = _Tee(self.llm, chunks.feed)
         turn.directory.mkdir()
         messages = self.manager.prompt(text, self.history, self.options.language)
-        answer = await self.chain.answer(messages, turn.times)
+        answer = await self.chain.answer(messages, turn.times, on_text=chunks.feed)
         if isinstance(answer, ErrorFrame):
             raise ModelUnavailable("llm_unavailable", answer.message)
-        reply = chunks.flush()
+        reply = chunks.text()
         media = bool(turn.pieces) and await self.run(self._finish, turn)
         self.replies += 1
         keep = self.settings.CHAT_MAX_HISTORY

@@ -177,9 +177,11 @@ class HostSpeech:
     # --- speaking -----------------------------------------------------------------------------
 
     async def answer(self, messages: list[dict], voice: HostVoice, turn: TurnTimes,
-                     keep: Callable[[str], bool] | None = None) -> str | ErrorFrame:
+                     keep: Callable[[str], bool] | None = None,
+                     on_text: Callable[[str], None] | None = None) -> str | ErrorFrame:
         """Stream the LLM's reply and speak it sentence by sentence while it is still being written. With `keep`,
-        only the sentences it keeps are said (and `keep.fallback` when it keeps none)."""
+        only the sentences it keeps are said (and `keep.fallback` when it keeps none); `on_text` gets the reply's
+        text as it is written (a "Name:" prefix dropped), up to where the reply is cut."""
         if self.llm is None:
             return ErrorFrame("llm", "语言模型还在加载，请稍后再问。" if self.language == "zh"
                               else "The language model is still loading: ask again in a moment.")
@@ -208,6 +210,8 @@ class HostSpeech:
                 turn.llm_first_token = turn.llm_first_token or time.monotonic()
                 text = names.feed(frame.text)
                 parts.append(text)
+                if on_text is not None and text:
+                    on_text(text)
                 found = splitter.feed(text)
                 queue(found)
                 spoken += len(found)
@@ -216,6 +220,8 @@ class HostSpeech:
             else:
                 rest = names.flush()
                 parts.append(rest)
+                if on_text is not None and rest:
+                    on_text(rest)
                 queue(splitter.feed(rest) + [splitter.flush()])
             if keep is not None and not kept:
                 queue([Sentence(keep.fallback, 0, last=True)])

@@ -55,16 +55,29 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
+def voiced(slot: int) -> tuple[Heard, HostVoice, SpeakingChain]:
+    """A started voice (on the running loop), what it sends, and a chain into it."""
+    heard = Heard()
+    voice = HostVoice(heard, slot=slot)
+    voice.start()
+    return heard, voice, SpeakingChain(None, voice)
+
+
+async def started_long_reply(chain: SpeakingChain, voice: HostVoice, said: list) -> asyncio.Task:
+    """long_reply running, its first sentence being heard."""
+    started = asyncio.Event()
+    reply = chain.run(long_reply(voice, said, started))
+    await started.wait()
+    while not voice.speaking:
+        await asyncio.sleep(0.01)
+    return reply
+
+
 def test_a_newer_reply_cancels_the_running_one_and_stops_the_voice():
     async def main():
-        heard = Heard()
-        voice = HostVoice(heard, slot=3)
-        voice.start()
-        chain, said, started = SpeakingChain(None, voice), [], asyncio.Event()
-        first = chain.run(long_reply(voice, said, started))
-        await started.wait()
-        while not voice.speaking:
-            await asyncio.sleep(0.01)
+        heard, voice, chain = voiced(3)
+        said = []
+        first = await started_long_reply(chain, voice, said)
         second = chain.run(speak(voice, 0.1, said, "second"))
         assert await second == "second"
         assert first.cancelled() and "never" not in said
@@ -78,14 +91,8 @@ def test_a_newer_reply_cancels_the_running_one_and_stops_the_voice():
 
 def test_interrupt_stops_a_reply_and_its_voice_at_once():
     async def main():
-        heard = Heard()
-        voice = HostVoice(heard, slot=1)
-        voice.start()
-        chain, said, started = SpeakingChain(None, voice), [], asyncio.Event()
-        reply = chain.run(long_reply(voice, said, started))
-        await started.wait()
-        while not voice.speaking:
-            await asyncio.sleep(0.01)
+        heard, voice, chain = voiced(1)
+        reply = await started_long_reply(chain, voice, [])
         assert chain.busy and chain.interrupt()
         await asyncio.sleep(0)
         assert reply.cancelled() and not chain.busy and not voice.speaking
@@ -97,10 +104,8 @@ def test_interrupt_stops_a_reply_and_its_voice_at_once():
 
 def test_a_reply_that_finished_but_is_still_heard_is_followed_not_cut():
     async def main():
-        heard = Heard()
-        voice = HostVoice(heard, slot=2)
-        voice.start()
-        chain, said = SpeakingChain(None, voice), []
+        heard, voice, chain = voiced(2)
+        said = []
         await chain.run(speak(voice, 0.6, said, "agenda"))          # queued whole: the task ends at once
         assert voice.speaking and not chain.busy
         await chain.run(speak(voice, 0.1, said, "answer"))

@@ -24,6 +24,7 @@ from connect.sessions import parse_audio
 from meeting.errors import InvalidRequest
 from pipeline.frames import Sentence, SpeechAudio
 from pipeline.sessions import PAD, RATE, AudioTooLarge, NotAudio, TextChunk, _Chunks, decode_audio, whole_frames
+from pipeline.speech import _NamePrefix
 from tests.speech_util import espeak, silence
 from tests.test_say import plays, top_level_boxes
 
@@ -50,11 +51,12 @@ def test_a_sentence_is_padded_to_whole_video_and_aac_frames(seconds):
 
 
 def test_text_chunks_joined_are_the_reply_without_a_name_prefix_or_outer_spaces():
-    sent = []
+    sent, names = [], _NamePrefix()           # as HostSpeech.answer hands the text to its on_text
     chunks = _Chunks(sent.append)
     for delta in ["  AI", ": Hello", " there.", " How", " are you?\n", " "]:
-        chunks.feed(delta)
-    text = chunks.flush()
+        chunks.feed(names.feed(delta))
+    chunks.feed(names.flush())
+    text = chunks.text()
     assert text == "Hello there. How are you?" == "".join(c.text for c in sent)
     assert all(isinstance(c, TextChunk) and c.text for c in sent) and len(sent) >= 3
 
