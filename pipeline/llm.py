@@ -147,14 +147,15 @@ class LocalLlama:
     _load_lock = threading.Lock()
 
     def __init__(self, gguf_path: str, n_ctx: int = 2048, n_threads: int = 2, temperature: float = 0.3,
-                 max_tokens: int = 120, repeat_penalty: float = 1.15, extra_buffers: bool = False):
+                 max_tokens: int = 120, repeat_penalty: float = 1.15, extra_buffers: bool = False, nice: int = 0):
         from llama_cpp import Llama
         self.gguf_path, self.max_tokens = gguf_path, max_tokens
         self.sampling = {"temperature": temperature, "repeat_penalty": repeat_penalty}
         with self._load_lock, (contextlib.nullcontext() if extra_buffers else _plain_cpu_buffers()):
             self.llama = Llama(model_path=gguf_path, n_ctx=n_ctx, n_threads=n_threads, n_batch=256, verbose=False)
             self.llama.create_completion("Hello", max_tokens=1)     # warm up: the first decode is slow
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama", initializer=_lower_priority,
+                                            initargs=(nice,))
 
     def describe(self) -> str:
         return f"embedded {os.path.basename(self.gguf_path)}"
@@ -201,10 +202,18 @@ class LocalLlama:
                 future.add_done_callback(lambda f: f.exception())    # no "exception never retrieved" noise
 
 
+def _lower_priority(nice: int) -> None:
+    """Makes the calling thread `nice` steps less important to the scheduler (Linux: a thread's own nice value);
+    llama.cpp's worker threads, started from it, inherit it."""
+    if nice:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 def load_local_llama(settings: Settings) -> LocalLlama:
     """ModelRegistry loader for "llm:local"."""
     return LocalLlama(settings["LLM_GGUF"] or default_gguf(), n_threads=settings["LLM_THREADS"],
-                      max_tokens=settings["LLM_MAX_TOKENS"])
+                      max_tokens=settings["LLM_MAX_TOKENS"], nice=settings["LLM_NICE"])
 
 
 def make_llm(settings: Settings, registry: Any = None) -> ChatBackend:

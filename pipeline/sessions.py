@@ -1,10 +1,10 @@
 """One-to-one avatar sessions (docs/SESSIONS.md): a person talks with the AI through a photo avatar. A reply is the
 room host's speech chain (HostSpeech.answer: LLM → sentences → TTS → lip-sync) with a sink that turns each sentence
-into an MP4 of its own (avatars.say's Renderer, PhotoMotion and FFmpegSink). No Flask here.
+into an MP4 of its own (avatars.say's Renderer and PhotoMotion, avatars.clip's encoder). No Flask here.
 
 Where the work runs: a session's turn is a task on the host runtime's loop, as the rooms' hosts are; the LLM has its
-own thread, TTS and lip-sync asyncio's threads, and drawing, ffmpeg and Whisper this manager's small pool, so a
-sentence being rendered (10-15 ms a frame) never holds the loop or the rooms' speech.
+own thread, TTS and lip-sync asyncio's threads, and drawing, encoding and Whisper this manager's small pool, so a
+sentence being rendered (5-8 ms a frame) never holds the loop or the rooms' speech.
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import math
 import os
 import pathlib
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,8 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from avatars.clip import ClipWriter, join_clips
 from avatars.motion import PhotoMotion
-from avatars.say import AUDIO_BITRATE, FPS, FFmpegError, FFmpegSink, Utterance, load_avatar
+from avatars.say import FPS, SIZE, Utterance, load_avatar
 from meeting.errors import MeetingError
 from pipeline.asr import SR, WhisperASR
 from pipeline.audio import resample
@@ -301,7 +301,7 @@ class Session:
                                    f"{exc}).") from None
 
     async def run(self, fn, *args):
-        """`fn(*args)` in the manager's pool: drawing, ffmpeg and Whisper stay off the loop."""
+        """`fn(*args)` in the manager's pool: drawing, encoding and Whisper stay off the loop."""
         return await asyncio.get_running_loop().run_in_executor(self.manager.pool, fn, *args)
 
     async def turn(self, emit: Callable[[object], None], text: str | None = None, pcm16k: np.ndarray | None = None,
@@ -331,7 +331,7 @@ class Session:
         except MeetingError as exc:
             emit(Failed(exc.code, exc.message))
             raise
-        except Exception as exc:                        # a bug or a broken ffmpeg: said, logged, this turn only
+        except Exception as exc:                        # a bug or a failed encoder: said, logged, this turn only
             log.exception("session %s: the turn failed", self.id)
             emit(Failed("internal_error", f"the reply failed ({type(exc).__name__})"))
             raise
@@ -367,8 +367,8 @@ class Session:
         return text
 
     def render(self, audio: SpeechAudio, track: MouthTrack, turn: _Turn) -> tuple[Utterance, bytes] | None:
-        """One sentence as an MP4 (H.264 + AAC, fast start): its frames drawn one by one into ffmpeg, then the
-        file's bytes. None when the turn was interrupted meanwhile (ffmpeg is stopped within a frame)."""
+        """One sentence as an MP4 (H.264 + AAC, fast start): its frames drawn and encoded one by one, then the
+        file's bytes. None when the turn was interrupted meanwhile (the drawing stops within a frame)."""
         pcm = whole_frames(audio)
         utterance = Utterance(audio.sentence.text.strip(), pcm, track, len(pcm) // (RATE // FPS), audio.duration,
                               time.monotonic())
@@ -377,28 +377,20 @@ class Session:
             renderer = self.renderer
             if turn.cancel.is_set() or renderer is None:
                 return None
-            sink = FFmpegSink(str(path), RATE, FPS, self.settings.SESSION_X264_PRESET)
+            clip = ClipWriter(str(path), pcm, RATE, FPS, (SIZE, SIZE), self.settings.SESSION_X264_PRESET)
             try:
-                sink.write_audio(pcm.tobytes())
                 for i in range(utterance.frames):
                     if turn.cancel.is_set():
+                        clip.abort()
                         return None
-                    sink.write_frame(renderer.render(self.motion.pose(self.frames / FPS, utterance.mouth(i))))
+                    clip.write_frame(renderer.render(self.motion.pose(self.frames / FPS, utterance.mouth(i))))
                     self.frames += 1
-                sink.close()
-                sink = None
-                turn.pieces.append((utterance, path))
-                return utterance, path.read_bytes()
-            except (FFmpegError, OSError):
-                if turn.cancel.is_set():
-                    return None
+                clip.close()
+            except BaseException:
+                clip.abort()                            # no half file stays behind
                 raise
-            finally:
-                if sink is not None:                    # interrupted or failed: no half file stays behind
-                    sink.proc.kill()
-                    with suppress(FFmpegError):
-                        sink.close(5)
-                    path.unlink(missing_ok=True)
+            turn.pieces.append((utterance, path))
+            return utterance, path.read_bytes()
 
     def _finish(self, turn: _Turn) -> bool:
         """The whole reply as latest.wav and latest.mp4 (the chunks' video copied, their audio encoded once)."""
@@ -406,16 +398,13 @@ class Session:
             if turn.cancel.is_set():
                 return False
             d = turn.directory
+            pcm = np.concatenate([u.pcm for u, _ in turn.pieces])
             with wave.open(str(d / "reply.wav"), "wb") as w:
                 w.setnchannels(1)
                 w.setsampwidth(2)
                 w.setframerate(RATE)
-                w.writeframes(b"".join(u.pcm.tobytes() for u, _ in turn.pieces))
-            (d / "list.txt").write_text("".join(f"file '{p.name}'\n" for _, p in turn.pieces))
-            subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0",
-                            "-i", "list.txt", "-i", "reply.wav", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
-                            "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-movflags", "+faststart", "reply.mp4"],
-                           cwd=d, check=True, capture_output=True, timeout=60)
+                w.writeframes(pcm.tobytes())
+            join_clips([str(p) for _, p in turn.pieces], pcm, RATE, str(d / "reply.mp4"))
             (d / "reply.wav").replace(self.directory / "latest.wav")
             (d / "reply.mp4").replace(self.directory / "latest.mp4")
             self.disk_bytes = sum(f.stat().st_size for f in self.directory.glob("latest.*"))
