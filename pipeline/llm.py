@@ -203,11 +203,12 @@ class LocalLlama:
 
 
 def _lower_priority(nice: int) -> None:
-    """Makes the calling thread `nice` steps less important to the scheduler (Linux: a thread's own nice value);
-    llama.cpp's worker threads, started from it, inherit it."""
+    """Makes the calling thread, the one every generation runs on, `nice` steps less important to the scheduler
+    (Linux: a thread's own nice value). With LLM_THREADS above 1, llama.cpp's extra workers keep their own."""
     if nice:
         with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
 
 
 def load_local_llama(settings: Settings) -> LocalLlama:

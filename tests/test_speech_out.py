@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 
 import numpy as np
@@ -130,6 +132,15 @@ def test_local_llm_streams_an_answer(local_llm):
     assert len(deltas) >= 3 and "".join(d.text for d in deltas).strip()
     report("LLM answer", first_token_s=first, total_s=total, deltas=len(deltas),
            tokens_per_s=(len(deltas) - 1) / max(total - first, 1e-6))
+
+
+def test_the_embedded_model_writes_at_the_configured_lower_priority(settings, local_llm):
+    """Its thread (and llama.cpp's, started from it) yields the CPU to speech and drawing: LLM_NICE."""
+    def seen() -> tuple[int, int]:
+        return threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    tid, nice = local_llm._executor.submit(seen).result()
+    assert tid != threading.get_native_id() and settings["LLM_NICE"] > 0
+    assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + settings["LLM_NICE"])
 
 
 def test_unreachable_endpoint_is_an_error_frame_then_local_still_works(settings, local_llm):
