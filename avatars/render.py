@@ -82,8 +82,8 @@ class Renderer:
         map_y *= xs
         map_y += coef[4].take(at) * ys
         map_y += coef[5].take(at)
-        cv2.remap(self.texture, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR, dst=frame[y0:y1, x0:x1],
-                  borderMode=cv2.BORDER_TRANSPARENT)
+        cv2.remap(self.texture, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
+                  dst=frame[y0:y1, x0:x1], borderMode=cv2.BORDER_TRANSPARENT)
         if size != TEXTURE:
             frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
         return frame
