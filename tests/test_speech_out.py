@@ -135,7 +135,7 @@ def test_local_llm_streams_an_answer(local_llm):
 
 
 def test_the_embedded_model_writes_at_the_configured_lower_priority(settings, local_llm):
-    """Its thread (and llama.cpp's, started from it) yields the CPU to speech and drawing: LLM_NICE."""
+    """The thread it writes on yields the CPU to speech and drawing: LLM_NICE."""
     def seen() -> tuple[int, int]:
         return threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     tid, nice = local_llm._executor.submit(seen).result()
