@@ -520,8 +520,21 @@ class SessionManager:
     def submit(self, session: Session, emit: Callable[[object], None], **turn) -> Future:
         """Start a turn on the host loop from any thread, as the session's chain's reply (one at a time); the
         future's result is its Done (cancelled when a newer turn interrupts it)."""
+        began = False
+
+        async def run_turn():
+            nonlocal began
+            began = True
+            return await session.turn(emit, **turn)
+
         async def start():
-            return await session.chain.run(session.turn(emit, **turn))
+            reply = session.chain.run(run_turn())
+            try:
+                return await reply
+            except asyncio.CancelledError:
+                if not began and session.ended is None:   # a newer turn came first: this one never ran to say so
+                    emit(Interrupted())
+                raise
         return self.runtime.submit(start())
 
     def expire(self) -> None:

@@ -270,6 +270,19 @@ def test_a_second_text_mid_stream_interrupts_the_first(server):
     ws.close()
 
 
+def test_two_texts_sent_back_to_back_get_an_interrupted_and_then_the_second_reply(server):
+    """However quickly the second comes (even before the first turn has begun), the first is answered with
+    `interrupted`, never with silence."""
+    ws = Socket(server, f"ws-{uuid.uuid4().hex[:8]}")
+    assert ws.recv()["type"] == "session"
+    for _ in range(3):
+        ws.send({"type": "text", "text": "Tell me a long story about a dragon.", "streaming": True})
+        ws.send({"type": "text", "text": "Say hello.", "streaming": True})
+        kinds = [m["type"] for m in ws.until("stream_complete") if isinstance(m, dict)]
+        assert kinds.count("interrupted") == 1 and kinds.count("stream_complete") == 1, kinds
+    ws.close()
+
+
 BAD_MESSAGES = [
     ("not json", "bad_json"), ("[1, 2]", "bad_message"), ('{"text": "hi"}', "bad_message"),
     ('{"type": "dance"}', "unknown_type"), ('{"type": "text"}', "bad_request"),
