@@ -9,6 +9,7 @@ sentence being rendered (5-8 ms a frame) never holds the loop or the rooms' spee
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import io
 import logging
 import math
@@ -41,6 +42,10 @@ from pipeline.speech import HostSpeech, TurnTimes
 from pipeline.tts import make_tts
 
 log = logging.getLogger(__name__)
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:                                 # not glibc: nothing to trim
+    _LIBC = None
 RATE = 32000                                 # a chunk's audio: 1280 samples a video frame, 1024 an AAC frame …
 PAD = math.lcm(RATE // FPS, 1024)            # … so 5120 samples (0.16 s) are whole frames of both
 MIN_SPEECH = 0.3                             # seconds of audio below which nothing is transcribed (pipeline.asr)
@@ -324,10 +329,6 @@ class Session:
             done = await self._reply(turn, text, streaming, pcm16k is not None)
             emit(done)
             return done
-        except asyncio.CancelledError:
-            if self.ended is None:
-                emit(Interrupted())
-            raise
         except MeetingError as exc:
             emit(Failed(exc.code, exc.message))
             raise
@@ -413,6 +414,7 @@ class Session:
     def _discard(self, directory: pathlib.Path) -> None:
         with self._render_lock:                         # after any sentence still being drawn for it
             shutil.rmtree(directory, ignore_errors=True)
+        _trim_heap()
 
     def latest(self, kind: str) -> pathlib.Path | None:
         path = self.directory / f"latest.{kind}"
@@ -436,6 +438,14 @@ class Session:
         """What it costs: its files and its avatar's renderer (about 4 MB)."""
         r = self.renderer
         return self.disk_bytes + (sum(v.nbytes for v in vars(r).values() if isinstance(v, np.ndarray)) if r else 0)
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim). A turn's encoders (x264's frame
+    buffers, some 20 MB per render thread) are freed at its end, but glibc keeps freed memory in each thread's
+    arena, so without this the process's RSS stays at its busiest."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 class SessionManager:
@@ -520,19 +530,12 @@ class SessionManager:
     def submit(self, session: Session, emit: Callable[[object], None], **turn) -> Future:
         """Start a turn on the host loop from any thread, as the session's chain's reply (one at a time); the
         future's result is its Done (cancelled when a newer turn interrupts it)."""
-        began = False
-
-        async def run_turn():
-            nonlocal began
-            began = True
-            return await session.turn(emit, **turn)
-
         async def start():
-            reply = session.chain.run(run_turn())
+            reply = session.chain.run(session.turn(emit, **turn))
             try:
                 return await reply
-            except asyncio.CancelledError:
-                if not began and session.ended is None:   # a newer turn came first: this one never ran to say so
+            except asyncio.CancelledError:          # a newer turn, an interrupt, or the caller gave up: said here,
+                if session.ended is None:           # as a turn cancelled before it began cannot say it itself
                     emit(Interrupted())
                 raise
         return self.runtime.submit(start())
